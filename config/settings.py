@@ -1,0 +1,135 @@
+"""Settings (pydantic-settings, ``NUDGE_`` prefix), built once and passed in.
+
+Nothing here opens a connection or reads a file at import time. Lists such as
+``NUDGE_WRITE_KEYS`` are comma-separated strings. Keys are secrets (``SecretStr``) and
+never appear in reprs or logs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+KeyList = Annotated[tuple[SecretStr, ...], NoDecode]
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says which variable to set and how."""
+
+
+def _split_keys(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(SecretStr(part.strip()) for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of nudge. Environment variables are ``NUDGE_<FIELD>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="NUDGE_", extra="ignore", frozen=True)
+
+    # --- connections and keys -------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://host:port/db). Unset: `nudge up`/`demo` start an "
+        "embedded Redis; every other command refuses to start.",
+    )
+    key_prefix: str = Field(default="nudge", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    partitions: int = Field(default=4, ge=1, le=1024, description="Event stream partitions.")
+    write_keys: KeyList = Field(default=(), description="Keys that may send events.")
+    api_keys: KeyList = Field(default=(), description="Bearer keys for read/decide calls.")
+    admin_keys: KeyList = Field(default=(), description="Bearer keys for admin calls.")
+
+    # --- ingest limits (Segment's HTTP Tracking API limits) -------------------------------
+    max_event_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_batch_bytes: int = Field(default=500 * 1024, ge=1024)
+    max_batch_events: int = Field(default=2500, ge=1)
+    deadletter_maxlen: int = Field(default=100_000, ge=100)
+
+    # --- customer state ---------------------------------------------------------------------
+    session_gap_s: int = Field(default=30 * 60, ge=60)
+    decay_half_life_s: int = Field(default=7 * 24 * 3600, ge=60)
+    recent_products: int = Field(default=20, ge=1, le=200)
+    dedupe_window_s: int = Field(default=24 * 3600, ge=0)
+    lateness_s: int = Field(
+        default=600, ge=0, description="Events up to this late give the same state as in order."
+    )
+
+    # --- dataflow ---------------------------------------------------------------------------
+    read_count: int = Field(default=500, ge=1, description="Stream entries per XREAD.")
+    idle_backoff_ms: int = Field(default=50, ge=1, le=5000)
+    epoch_s: float = Field(default=2.0, gt=0, description="Bytewax epoch (snapshot) interval.")
+    recovery_dir: Path = Field(default=Path(".nudge/recovery"))
+    recovery_partitions: int = Field(default=1, ge=1)
+    trim_after_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Stream entries are trimmed only once a recovery snapshot at least this "
+        "old has passed them.",
+    )
+
+    # --- API --------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    _split = field_validator("write_keys", "api_keys", "admin_keys", mode="before")(_split_keys)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "NUDGE_REDIS_URL must start with redis://, rediss:// or unix:// "
+                "(e.g. redis://localhost:6379/0)"
+            )
+        return v
+
+    def require_redis(self) -> str:
+        """The Redis URL, or a `ConfigError` telling the operator to set it."""
+        if not self.redis_url:
+            raise ConfigError(
+                "NUDGE_REDIS_URL is not set: point it at your Redis "
+                "(e.g. NUDGE_REDIS_URL=redis://localhost:6379/0), or use `nudge up` "
+                "for an embedded one."
+            )
+        return self.redis_url
+
+    def require_keys(self) -> None:
+        """Refuse to serve without keys: an open ingest or read API is never the default."""
+        missing = [
+            name
+            for name, keys in (
+                ("NUDGE_WRITE_KEYS", self.write_keys),
+                ("NUDGE_API_KEYS", self.api_keys),
+                ("NUDGE_ADMIN_KEYS", self.admin_keys),
+            )
+            if not keys
+        ]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set: give each a comma-separated list of secret keys "
+                "(e.g. NUDGE_API_KEYS=$(openssl rand -hex 16)); `nudge up` and `nudge demo` "
+                "generate keys for you."
+            )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment plus overrides, turning errors into sentences."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"NUDGE_{field.upper()}: {err['msg']}")
+        raise ConfigError("invalid configuration — " + "; ".join(lines)) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Bytewax flows and their Redis connectors. Bytewax stays behind this package."""

@@ -1,0 +1,98 @@
+"""The nudge dataflow: read the event streams, key by customer, update state, write profiles.
+
+``python -m bytewax.run dataflows.flow:flow`` runs it with settings from the environment;
+``nudge dataflow`` does the same with recovery set up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import Sink
+
+from config import Settings, get_settings
+from dataflows.redis_io import RedisProfileSink, RedisStreamSource, client_factory
+from models.customer import CustomerState, ProfileParams, decode_state, encode_state, step
+from models.events import Event
+from models.keys import Keys
+from models.profile import encode_profile
+
+
+def profile_params(settings: Settings) -> ProfileParams:
+    return ProfileParams(
+        half_life_ms=settings.decay_half_life_s * 1000,
+        session_gap_ms=settings.session_gap_s * 1000,
+        recent_products=settings.recent_products,
+        dedupe_window_ms=settings.dedupe_window_s * 1000,
+        lateness_ms=settings.lateness_s * 1000,
+    )
+
+
+class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
+    """Applies `models.customer.step` to a customer's events; emits the profile if changed.
+
+    Snapshots are the msgpack state codec, so recovery never unpickles our objects and a
+    snapshot is an immutable copy without `deepcopy`.
+    """
+
+    def __init__(self, params: ProfileParams, resume: bytes | None) -> None:
+        self.params = params
+        self.state: CustomerState | None = decode_state(resume) if resume else None
+
+    def on_batch(self, values: list[Event]) -> tuple[list[bytes], bool]:
+        state = self.state
+        changed = False
+        params = self.params
+        for ev in values:
+            state, did = step(state, ev, params)
+            changed |= did
+        self.state = state
+        if changed and state is not None:
+            return [encode_profile(state, params)], StatefulBatchLogic.RETAIN
+        return [], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        assert self.state is not None
+        return encode_state(self.state)
+
+
+def build_flow(
+    settings: Settings,
+    source: Source[Event] | None = None,
+    sink: Sink[tuple[str, bytes]] | None = None,
+) -> Dataflow:
+    """Build the dataflow. Tests pass a `TestingSource`/`TestingSink`; production uses Redis."""
+    keys = Keys(settings.key_prefix)
+    if source is None or sink is None:
+        make_client = client_factory(settings.require_redis())
+        source = source or RedisStreamSource(
+            make_client,
+            keys,
+            settings.partitions,
+            count=settings.read_count,
+            backoff_s=settings.idle_backoff_ms / 1000,
+            trim_after_s=settings.trim_after_s,
+        )
+        sink = sink or RedisProfileSink(make_client, keys)
+    params = profile_params(settings)
+
+    flow = Dataflow("nudge")
+    events = op.input("read_events", flow, source)  # Event
+    keyed = op.key_on("key_by_customer", events, lambda ev: ev.customer_key)  # (cid, Event)
+    profiles = op.stateful_batch(
+        "update_customer", keyed, lambda resume: CustomerLogic(params, resume)
+    )  # (cid, profile blob)
+    op.output("write_profiles", profiles, sink)
+    return flow
+
+
+def __getattr__(name: str) -> Any:
+    # `flow` for `python -m bytewax.run dataflows.flow:flow`, built on first access so that
+    # importing this module reads no environment and opens no connection.
+    if name == "flow":
+        return build_flow(get_settings())
+    raise AttributeError(name)

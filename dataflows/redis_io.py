@@ -1,0 +1,178 @@
+"""Redis connectors for Bytewax: a partitioned Redis Streams source and a profile sink.
+
+Both are thin adapters: the key layout and the codecs come from `models`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from models.codec import ENTRY_FIELD, CodecError, decode_entry
+from models.events import Event
+from models.keys import PROFILE_FIELD, Keys
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[], "redis.Redis[bytes]"]
+
+
+def client_factory(url: str) -> ClientFactory:
+    """A callable making a new synchronous client (each partition owns its connection)."""
+
+    def make() -> redis.Redis[bytes]:
+        return redis.Redis.from_url(url, socket_keepalive=True, health_check_interval=30)
+
+    return make
+
+
+class _StreamPartition(StatefulSourcePartition[Event, str]):
+    """Reads one stream partition with non-blocking XREAD; resume state is the last id."""
+
+    def __init__(
+        self,
+        client: redis.Redis[bytes],
+        keys: Keys,
+        stream: str,
+        resume_id: str | None,
+        count: int,
+        backoff_s: float,
+        trim_after_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._r = client
+        self._keys = keys
+        self._stream = stream
+        self._last_id = resume_id or "0-0"
+        self._count = count
+        self._max_backoff = backoff_s
+        self._backoff = 0.0
+        self._awake: datetime | None = None
+        self._trim_after = trim_after_s
+        self._clock = clock
+        # (time of snapshot, id covered by it): entries below an id whose snapshot is older
+        # than `trim_after_s` are durably processed and may be trimmed.
+        self._snapshots: deque[tuple[float, str]] = deque()
+
+    def next_batch(self) -> list[Event]:
+        resp = self._r.xread({self._stream: self._last_id}, count=self._count)
+        if not resp:
+            self._backoff = min(self._max_backoff, max(0.001, self._backoff * 2))
+            self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff)
+            return []
+        self._backoff = 0.0
+        self._awake = None
+        entries = resp[0][1]
+        out: list[Event] = []
+        for entry_id, fields in entries:
+            try:
+                out.extend(decode_entry(fields[ENTRY_FIELD]))
+            except (CodecError, KeyError) as exc:
+                self._dead_letter(entry_id, fields, exc)
+        self._last_id = entries[-1][0].decode()
+        return out
+
+    def _dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
+        log.error("undecodable entry %s in %s: %s", entry_id, self._stream, exc)
+        self._r.xadd(
+            self._keys.deadletter(),
+            {
+                b"reason": f"dataflow could not decode entry: {exc}".encode(),
+                b"stream": self._stream.encode(),
+                b"entry_id": entry_id,
+                b"raw": fields.get(ENTRY_FIELD, b""),
+            },
+        )
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> str:
+        now = self._clock()
+        snaps = self._snapshots
+        if not snaps or snaps[-1][1] != self._last_id:
+            snaps.append((now, self._last_id))
+        durable: str | None = None
+        while snaps and snaps[0][0] <= now - self._trim_after and len(snaps) > 1:
+            durable = snaps.popleft()[1]
+        if durable is not None and durable != "0-0":
+            pipe = self._r.pipeline(transaction=False)
+            pipe.xtrim(self._stream, minid=durable, approximate=False)
+            pipe.hset(self._keys.progress(), self._stream, durable)
+            pipe.execute()
+        return self._last_id
+
+    def close(self) -> None:
+        self._r.close()
+
+
+class RedisStreamSource(FixedPartitionedSource[Event, str]):
+    """One Bytewax partition per event-stream partition (``nudge:v1:events:{pN}``)."""
+
+    def __init__(
+        self,
+        make_client: ClientFactory,
+        keys: Keys,
+        partitions: int,
+        *,
+        count: int = 500,
+        backoff_s: float = 0.05,
+        trim_after_s: float = 60.0,
+    ) -> None:
+        self._make_client = make_client
+        self._keys = keys
+        self._streams = keys.all_events(partitions)
+        self._count = count
+        self._backoff_s = backoff_s
+        self._trim_after_s = trim_after_s
+
+    def list_parts(self) -> list[str]:
+        return list(self._streams)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
+        return _StreamPartition(
+            self._make_client(),
+            self._keys,
+            for_part,
+            resume_state,
+            self._count,
+            self._backoff_s,
+            self._trim_after_s,
+        )
+
+
+class _ProfilePartition(StatelessSinkPartition[tuple[str, bytes]]):
+    def __init__(self, client: redis.Redis[bytes], keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+
+    def write_batch(self, items: list[tuple[str, bytes]]) -> None:
+        latest: dict[str, bytes] = dict(items)  # several updates of one customer: keep the last
+        pipe = self._r.pipeline(transaction=False)
+        for customer_id, blob in latest.items():
+            pipe.hset(self._keys.profile(customer_id), PROFILE_FIELD, blob)
+        pipe.execute()
+
+    def close(self) -> None:
+        self._r.close()
+
+
+class RedisProfileSink(DynamicSink[tuple[str, bytes]]):
+    """Writes every changed profile of a batch in one pipelined round trip (idempotent)."""
+
+    def __init__(self, make_client: ClientFactory, keys: Keys) -> None:
+        self._make_client = make_client
+        self._keys = keys
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProfilePartition:
+        return _ProfilePartition(self._make_client(), self._keys)
+
+

@@ -1,0 +1,103 @@
+"""Versioned msgpack codecs for what crosses a process boundary: events and stream entries.
+
+An event is a positional msgpack array led by its schema version. A stream entry carries a
+whole request's events for one partition (one XADD per partition per request), like a record
+batch in Kafka.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgpack
+
+from models import NudgeError
+from models.events import TYPES, Event
+
+EVENT_VERSION: Final = 1
+ENTRY_FIELD: Final = b"e"
+_TYPE_CODE: Final = {t: i for i, t in enumerate(TYPES)}
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+class CodecError(NudgeError):
+    """Bytes that are not a known version of nudge's schema."""
+
+
+def event_to_row(ev: Event) -> list[Any]:
+    return [
+        EVENT_VERSION,
+        _TYPE_CODE[ev.type],
+        ev.message_id,
+        ev.timestamp,
+        ev.received_at,
+        ev.channel,
+        ev.anonymous_id,
+        ev.user_id,
+        ev.event,
+        ev.name,
+        ev.previous_id,
+        ev.group_id,
+        ev.properties or None,
+        ev.traits or None,
+        ev.context or None,
+    ]
+
+
+def row_to_event(row: list[Any]) -> Event:
+    if not row or row[0] != EVENT_VERSION:
+        raise CodecError(f"unknown event schema version {row[0] if row else None!r}")
+    try:
+        (_, code, mid, ts, rcv, ch, anon, uid, name_ev, name, prev, grp, props, traits, ctx) = row
+        return Event(
+            type=TYPES[code],
+            message_id=mid,
+            timestamp=ts,
+            received_at=rcv,
+            channel=ch,
+            anonymous_id=anon,
+            user_id=uid,
+            event=name_ev,
+            name=name,
+            previous_id=prev,
+            group_id=grp,
+            properties=props or {},
+            traits=traits or {},
+            context=ctx or {},
+        )
+    except (ValueError, IndexError, TypeError) as exc:
+        raise CodecError(f"malformed event row: {exc}") from exc
+
+
+def encode_event(ev: Event) -> bytes:
+    """One event → msgpack bytes.
+
+    >>> ev = Event("track", "m1", 1, 2, "web", user_id="u", event="Product Viewed")
+    >>> decode_event(encode_event(ev)) == ev
+    True
+    """
+    return _packer.pack(event_to_row(ev))
+
+
+def decode_event(data: bytes) -> Event:
+    try:
+        row = msgpack.unpackb(data, raw=False)
+    except Exception as exc:
+        raise CodecError(f"not msgpack: {exc}") from exc
+    return row_to_event(row)
+
+
+def encode_entry(events: list[Event]) -> bytes:
+    """Several events as the payload of one stream entry."""
+    return _packer.pack([event_to_row(ev) for ev in events])
+
+
+def decode_entry(data: bytes) -> list[Event]:
+    try:
+        rows = msgpack.unpackb(data, raw=False)
+    except Exception as exc:
+        raise CodecError(f"stream entry is not msgpack: {exc}") from exc
+    if not isinstance(rows, list):
+        raise CodecError("stream entry is not an array of events")
+    return [row_to_event(row) for row in rows]

@@ -1,0 +1,396 @@
+"""Per-customer state and its pure transition.
+
+`step(state, event, params)` folds one event into the customer's state. The state is built
+so that events arriving out of order — within `lateness_ms` — give the same state as in order:
+
+- counts, totals, first/last seen and last seen per channel are sums, minima and maxima;
+- decayed counts and affinities are kept in *anchor space*: each event adds
+  ``2 ** ((t - anchor) / half_life)``, a sum that does not depend on order; the decayed value at
+  time T is that sum times ``2 ** (-(T - anchor) / half_life)``;
+- sessions are intervals of event times (a gap over `session_gap_ms` splits them), merged
+  when a late event bridges two; intervals older than the lateness bound are closed;
+- recent products are the N distinct products with the latest view times;
+- the cart is a base (ops older than the lateness bound, folded) plus a short log of recent
+  cart ops kept sorted by event time and replayed on read.
+
+Duplicate `messageId`s inside `dedupe_window_ms` are ignored (counted once).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgpack
+
+from models import NudgeError
+from models.events import (
+    CHECKOUT_STARTED,
+    ORDER_COMPLETED,
+    PRODUCT_ADDED,
+    PRODUCT_REMOVED,
+    PRODUCT_VIEWED,
+    Event,
+)
+
+STATE_VERSION: Final = 1
+PROFILE_VERSION: Final = 1
+SESSION_TYPES: Final = frozenset({"track", "page", "screen"})
+# affinity weight of an interaction with a product's category and brand
+AFFINITY_WEIGHTS: Final = {PRODUCT_VIEWED: 1.0, PRODUCT_ADDED: 3.0, ORDER_COMPLETED: 5.0}
+_REBASE_EXP: Final = 256.0  # keep 2**exponent far from float overflow
+_MAX_ORDER_IDS: Final = 32
+
+_ADD, _REMOVE, _CLEAR = 0, 1, 2
+
+
+class StateError(NudgeError):
+    """A state or profile blob that this version cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileParams:
+    """Tunables of the customer state (see `config.Settings` for their sources)."""
+
+    half_life_ms: int = 7 * 24 * 3600 * 1000
+    session_gap_ms: int = 30 * 60 * 1000
+    recent_products: int = 20
+    dedupe_window_ms: int = 24 * 3600 * 1000
+    lateness_ms: int = 10 * 60 * 1000
+    max_affinity_keys: int = 64
+    max_traits: int = 64
+
+
+def message_hash(message_id: str) -> int:
+    """Stable 63-bit hash of a messageId (Python's `hash` is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest()) >> 1
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything the dataflow keeps for one customer. Small and msgpack-serialisable."""
+
+    customer_id: str
+    first_seen: int
+    last_seen: int
+    anchor: int
+    counts: dict[str, int] = field(default_factory=dict)
+    decayed: dict[str, float] = field(default_factory=dict)
+    categories: dict[str, float] = field(default_factory=dict)
+    brands: dict[str, float] = field(default_factory=dict)
+    sessions_closed: int = 0
+    session_floor: int = -(2**62)
+    # open sessions: [start, end, events, last_ts, last_channel], sorted by start
+    sessions: list[list[Any]] = field(default_factory=list)
+    # [ts, product_id], ascending, distinct products
+    recent: list[list[Any]] = field(default_factory=list)
+    cart_base: dict[str, list[float]] = field(default_factory=dict)  # pid -> [qty, price]
+    # [ts, tiebreak, op, product_id, qty, price], ascending
+    cart_log: list[list[Any]] = field(default_factory=list)
+    cart_updated: int | None = None
+    orders: int = 0
+    revenue: float = 0.0
+    last_order: int | None = None
+    order_ids: list[str] = field(default_factory=list)
+    channels: dict[str, int] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    traits_ts: int = -(2**62)
+    seen: dict[int, int] = field(default_factory=dict)  # message hash -> event time
+    seen_cap: int = 64  # prune `seen` when it reaches this size (amortised)
+
+    # --- derived views ---------------------------------------------------------------------
+    def cart(self) -> dict[str, list[float]]:
+        """The current cart, ``product_id -> [quantity, unit price]``."""
+        items = {pid: list(v) for pid, v in self.cart_base.items()}
+        for op in self.cart_log:
+            _apply_cart_op(items, op)
+        return items
+
+
+def new_state(customer_id: str, ts: int) -> CustomerState:
+    return CustomerState(customer_id=customer_id, first_seen=ts, last_seen=ts, anchor=ts)
+
+
+# --- transition ----------------------------------------------------------------------------
+
+
+def step(state: CustomerState | None, ev: Event, params: ProfileParams) -> tuple[CustomerState, bool]:
+    """Fold one event into the state. Returns the state and whether it changed.
+
+    >>> p = ProfileParams()
+    >>> ev = Event("track", "m1", 1_000, 1_000, "web", user_id="u1", event="Product Added",
+    ...            properties={"product_id": "p1", "price": 9.5, "quantity": 2})
+    >>> s, changed = step(None, ev, p)
+    >>> s.cart(), s.counts, changed
+    ({'p1': [2.0, 9.5]}, {'Product Added': 1}, True)
+    >>> step(s, ev, p)[1]   # the same messageId again is ignored
+    False
+    """
+    ts = ev.timestamp
+    if state is None:
+        state = new_state(ev.customer_key, ts)
+    mh = message_hash(ev.message_id)
+    if mh in state.seen:
+        return state, False
+    if ts < state.last_seen - params.dedupe_window_ms - params.lateness_ms:
+        # Too old to be de-duplicated reliably; still applied (nothing valid is lost).
+        pass
+    else:
+        state.seen[mh] = ts
+
+    if ts < state.first_seen:
+        state.first_seen = ts
+    advanced = ts > state.last_seen
+    if advanced:
+        state.last_seen = ts
+    label = ev.label
+    state.counts[label] = state.counts.get(label, 0) + 1
+    w = _decay_weight(state, ts, params.half_life_ms)
+    state.decayed[label] = state.decayed.get(label, 0.0) + w
+    if state.channels.get(ev.channel, -(2**62)) < ts:
+        state.channels[ev.channel] = ts
+    if ev.type in SESSION_TYPES:
+        _add_to_sessions(state, ts, ev.channel, params)
+
+    if ev.type == "track":
+        _apply_commerce(state, ev, mh, w, params)
+    elif ev.type == "identify" and ev.traits:
+        _merge_traits(state, ev.traits, ts, params.max_traits)
+
+    if advanced:
+        _settle(state, params)
+    return state, True
+
+
+def _decay_weight(state: CustomerState, ts: int, half_life_ms: int) -> float:
+    exp = (ts - state.anchor) / half_life_ms
+    if exp > _REBASE_EXP:
+        factor = 2.0 ** (-(ts - state.anchor) / half_life_ms)
+        for table in (state.decayed, state.categories, state.brands):
+            for k in table:
+                table[k] *= factor
+        state.anchor = ts
+        exp = 0.0
+    return float(2.0**exp)
+
+
+def _product_id(props: dict[str, Any]) -> str | None:
+    pid = props.get("product_id", props.get("sku", props.get("id")))
+    return None if pid is None else str(pid)
+
+
+def _apply_commerce(
+    state: CustomerState, ev: Event, mh: int, w: float, params: ProfileParams
+) -> None:
+    name = ev.event
+    props = ev.properties
+    ts = ev.timestamp
+    weight = AFFINITY_WEIGHTS.get(name or "")
+    if weight is not None:
+        products = props.get("products") if name == ORDER_COMPLETED else None
+        for prod in products if isinstance(products, list) else [props]:
+            _add_affinity(state, prod, weight * w, params.max_affinity_keys)
+    if name == PRODUCT_VIEWED:
+        pid = _product_id(props)
+        if pid is not None:
+            _add_recent(state, ts, pid, params.recent_products)
+    elif name == PRODUCT_ADDED or name == PRODUCT_REMOVED:
+        pid = _product_id(props)
+        if pid is not None:
+            qty = props.get("quantity")
+            price = props.get("price")
+            if name == PRODUCT_ADDED:
+                op = [ts, mh, _ADD, pid, float(qty if qty is not None else 1), price]
+            else:
+                op = [ts, mh, _REMOVE, pid, None if qty is None else float(qty), None]
+            _add_cart_op(state, op)
+    elif name == ORDER_COMPLETED:
+        _add_order(state, ev, props)
+        _add_cart_op(state, [ts, mh, _CLEAR, None, None, None])
+    elif name == CHECKOUT_STARTED:
+        pass  # counted; abandoned-checkout triggers read the counts and times
+
+
+def _add_affinity(state: CustomerState, prod: Any, amount: float, cap: int) -> None:
+    if not isinstance(prod, dict):
+        return
+    for key, table in (("category", state.categories), ("brand", state.brands)):
+        value = prod.get(key)
+        if value:
+            k = str(value)
+            table[k] = table.get(k, 0.0) + amount
+            if len(table) > cap:
+                del table[min(table, key=table.__getitem__)]
+
+
+def _add_recent(state: CustomerState, ts: int, pid: str, n: int) -> None:
+    recent = state.recent
+    for i, (old_ts, old_pid) in enumerate(recent):
+        if old_pid == pid:
+            if old_ts >= ts:
+                return
+            del recent[i]
+            break
+    bisect.insort(recent, [ts, pid])
+    if len(recent) > n:
+        del recent[0]
+
+
+def _add_cart_op(state: CustomerState, op: list[Any]) -> None:
+    bisect.insort(state.cart_log, op, key=lambda o: (o[0], o[1]))
+    if state.cart_updated is None or op[0] > state.cart_updated:
+        state.cart_updated = op[0]
+
+
+def _apply_cart_op(items: dict[str, list[float]], op: list[Any]) -> None:
+    kind, pid, qty, price = op[2], op[3], op[4], op[5]
+    if kind == _CLEAR:
+        items.clear()
+    elif kind == _ADD:
+        cur = items.get(pid)
+        if cur is None:
+            items[pid] = [qty, float(price) if price is not None else 0.0]
+        else:
+            cur[0] += qty
+            if price is not None:
+                cur[1] = float(price)
+    else:
+        cur = items.get(pid)
+        if cur is not None:
+            cur[0] = 0.0 if qty is None else cur[0] - qty
+            if cur[0] <= 0:
+                del items[pid]
+
+
+def _order_value(props: dict[str, Any]) -> float:
+    for key in ("revenue", "total", "value"):
+        v = props.get(key)
+        if v is not None:
+            return float(v)
+    products = props.get("products")
+    if isinstance(products, list):
+        return float(
+            sum(
+                float(p.get("price") or 0) * float(p.get("quantity") or 1)
+                for p in products
+                if isinstance(p, dict)
+            )
+        )
+    price = props.get("price")
+    return float(price) * float(props.get("quantity") or 1) if price is not None else 0.0
+
+
+def _add_order(state: CustomerState, ev: Event, props: dict[str, Any]) -> None:
+    # One order may arrive as several `Order Completed` calls carrying the same order_id
+    # (one per checkout line, as in the REES46 data): they add value, not orders.
+    order_id = str(props.get("order_id") or ev.message_id)
+    if order_id not in state.order_ids:
+        state.orders += 1
+        state.order_ids.append(order_id)
+        if len(state.order_ids) > _MAX_ORDER_IDS:
+            del state.order_ids[0]
+    state.revenue += _order_value(props)
+    if state.last_order is None or ev.timestamp > state.last_order:
+        state.last_order = ev.timestamp
+
+
+def _merge_traits(state: CustomerState, traits: dict[str, Any], ts: int, cap: int) -> None:
+    newer = ts >= state.traits_ts
+    for k, v in traits.items():
+        if newer or k not in state.traits:
+            if k in state.traits or len(state.traits) < cap:
+                state.traits[k] = v
+    if newer:
+        state.traits_ts = ts
+
+
+def _add_to_sessions(state: CustomerState, ts: int, channel: str, params: ProfileParams) -> None:
+    gap = params.session_gap_ms
+    if ts <= state.session_floor + gap:
+        return  # belongs to a session already closed and counted
+    sessions = state.sessions
+    hits = [i for i, s in enumerate(sessions) if s[0] - gap <= ts <= s[1] + gap]
+    if not hits:
+        bisect.insort(sessions, [ts, ts, 1, ts, channel])
+        return
+    first = sessions[hits[0]]
+    for i in reversed(hits[1:]):  # a late event bridging two sessions merges them
+        other = sessions.pop(i)
+        first[0] = min(first[0], other[0])
+        first[1] = max(first[1], other[1])
+        first[2] += other[2]
+        if (other[3], other[4]) > (first[3], first[4]):
+            first[3], first[4] = other[3], other[4]
+    first[0] = min(first[0], ts)
+    first[1] = max(first[1], ts)
+    first[2] += 1
+    if (ts, channel) > (first[3], first[4]):
+        first[3], first[4] = ts, channel
+
+
+def _settle(state: CustomerState, params: ProfileParams) -> None:
+    """Fold what no in-bound late event can change any more into compact form."""
+    horizon = state.last_seen - params.lateness_ms
+    log = state.cart_log
+    if log and log[0][0] < horizon:
+        n = 0
+        while n < len(log) and log[n][0] < horizon:
+            _apply_cart_op(state.cart_base, log[n])
+            n += 1
+        del log[:n]
+    sessions = state.sessions
+    while len(sessions) > 1 and sessions[0][1] < horizon - params.session_gap_ms:
+        closed = sessions.pop(0)
+        state.sessions_closed += 1
+        state.session_floor = max(state.session_floor, closed[1])
+    if len(state.seen) >= state.seen_cap:
+        cutoff = state.last_seen - params.dedupe_window_ms - params.lateness_ms
+        state.seen = {h: t for h, t in state.seen.items() if t >= cutoff}
+        state.seen_cap = max(64, 2 * len(state.seen))
+
+
+# --- codecs --------------------------------------------------------------------------------
+
+
+def encode_state(s: CustomerState) -> bytes:
+    """Full state → msgpack (recovery snapshots; never pickle)."""
+    return msgpack.packb(
+        [
+            STATE_VERSION,
+            s.customer_id,
+            s.first_seen,
+            s.last_seen,
+            s.anchor,
+            s.counts,
+            s.decayed,
+            s.categories,
+            s.brands,
+            s.sessions_closed,
+            s.session_floor,
+            s.sessions,
+            s.recent,
+            s.cart_base,
+            s.cart_log,
+            s.cart_updated,
+            s.orders,
+            s.revenue,
+            s.last_order,
+            s.order_ids,
+            s.channels,
+            s.traits,
+            s.traits_ts,
+            s.seen,
+            s.seen_cap,
+        ],
+        use_bin_type=True,
+    )
+
+
+def decode_state(data: bytes) -> CustomerState:
+    row = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    if not isinstance(row, list) or not row or row[0] != STATE_VERSION:
+        raise StateError(f"unknown customer state version {row[0] if row else None!r}")
+    return CustomerState(*row[1:])

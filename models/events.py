@@ -1,0 +1,68 @@
+"""The canonical event: the Segment Spec (track/identify/page/screen/alias/group) plus a channel.
+
+Times are integer milliseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+TYPES: Final = ("track", "identify", "page", "screen", "alias", "group")
+
+# Segment e-commerce v2 names nudge understands; any other track name is kept and counted.
+PRODUCT_VIEWED: Final = "Product Viewed"
+PRODUCT_ADDED: Final = "Product Added"
+PRODUCT_REMOVED: Final = "Product Removed"
+CART_VIEWED: Final = "Cart Viewed"
+CHECKOUT_STARTED: Final = "Checkout Started"
+ORDER_COMPLETED: Final = "Order Completed"
+
+CHANNELS: Final = ("web", "app", "email", "sms", "push", "store", "call")
+CHANNEL_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# Values of Segment's `context.channel` and common synonyms, mapped onto nudge channels.
+CHANNEL_ALIASES: Final = {
+    "browser": "web",
+    "website": "web",
+    "mobile": "app",
+    "ios": "app",
+    "android": "app",
+    "in_store": "store",
+    "pos": "store",
+    "instore": "store",
+    "text": "sms",
+    "phone": "call",
+}
+
+
+@dataclass(slots=True)
+class Event:
+    """One accepted event, after validation and normalisation."""
+
+    type: str
+    message_id: str
+    timestamp: int
+    received_at: int
+    channel: str
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    event: str | None = None  # track name
+    name: str | None = None  # page/screen name
+    previous_id: str | None = None  # alias
+    group_id: str | None = None  # group
+    properties: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def customer_key(self) -> str:
+        """The id the event is keyed by: the user id when known, else the anonymous id."""
+        key = self.user_id or self.anonymous_id
+        assert key is not None, "validated events always carry userId or anonymousId"
+        return key
+
+    @property
+    def label(self) -> str:
+        """What the event counts as: the track name, or the call type for the others."""
+        return self.event if self.type == "track" and self.event else self.type

@@ -1,0 +1,62 @@
+"""The Redis key layout, in one place (versioned; golden tests pin every key).
+
+Every per-customer key carries the customer's hash tag ``{id}`` so that all of one customer's
+keys live in one Redis Cluster slot; each event-stream partition has its own tag so the
+partitions spread over the cluster.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Final
+
+LAYOUT_VERSION: Final = "v1"
+PROFILE_FIELD: Final = b"p"
+
+
+def partition_for(customer_key: str, partitions: int) -> int:
+    """Stable partition of a customer key (CRC-32, identical in every process and language).
+
+    >>> partition_for("541312140", 4)
+    2
+    """
+    return zlib.crc32(customer_key.encode()) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one deployment (``prefix``) and layout version."""
+
+    prefix: str = "nudge"
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{LAYOUT_VERSION}"
+
+    def events(self, partition: int) -> str:
+        """Event stream partition ``partition``.
+
+        >>> Keys().events(3)
+        'nudge:v1:events:{p3}'
+        """
+        return f"{self.base}:events:{{p{partition}}}"
+
+    def all_events(self, partitions: int) -> list[str]:
+        return [self.events(p) for p in range(partitions)]
+
+    def deadletter(self) -> str:
+        """Stream of rejected events with their raw payload and the reason."""
+        return f"{self.base}:deadletter"
+
+    def profile(self, customer_id: str) -> str:
+        """Hash holding the customer's profile blob (field ``p``).
+
+        >>> Keys().profile("u1")
+        'nudge:v1:c:{u1}'
+        """
+        return f"{self.base}:c:{{{customer_id}}}"
+
+    def progress(self) -> str:
+        """Hash: stream partition key → last entry id the dataflow has durably passed."""
+        return f"{self.base}:progress"

@@ -1,0 +1,153 @@
+"""The profile: what the dataflow publishes to Redis for a customer and the API renders.
+
+The stored blob is a compact, versioned msgpack array (no dedupe set, no cart log: only what
+readers need). `render` turns it into the JSON document of ``GET /v1/customers/{id}`` at a
+given time, so decayed scores are current when read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgpack
+
+from models.customer import CustomerState, ProfileParams, StateError
+
+TOP_AFFINITIES: Final = 10
+
+
+@dataclass(slots=True)
+class Profile:
+    """Decoded profile blob."""
+
+    customer_id: str
+    first_seen: int
+    last_seen: int
+    anchor: int
+    half_life_ms: int
+    session_gap_ms: int
+    counts: dict[str, int]
+    decayed: dict[str, float]
+    categories: dict[str, float]
+    brands: dict[str, float]
+    sessions: int
+    current_session: list[Any] | None  # [start, end, events, last_ts, channel]
+    recent: list[str]  # most recent first
+    cart: dict[str, list[float]]
+    cart_updated: int | None
+    orders: int
+    revenue: float
+    last_order: int | None
+    channels: dict[str, int]
+    traits: dict[str, Any]
+
+
+def to_profile(s: CustomerState, params: ProfileParams) -> Profile:
+    return Profile(
+        customer_id=s.customer_id,
+        first_seen=s.first_seen,
+        last_seen=s.last_seen,
+        anchor=s.anchor,
+        half_life_ms=params.half_life_ms,
+        session_gap_ms=params.session_gap_ms,
+        counts=s.counts,
+        decayed=s.decayed,
+        categories=s.categories,
+        brands=s.brands,
+        sessions=s.sessions_closed + len(s.sessions),
+        current_session=s.sessions[-1] if s.sessions else None,
+        recent=[pid for _, pid in reversed(s.recent)],
+        cart=s.cart(),
+        cart_updated=s.cart_updated,
+        orders=s.orders,
+        revenue=s.revenue,
+        last_order=s.last_order,
+        channels=s.channels,
+        traits=s.traits,
+    )
+
+
+def encode_profile(s: CustomerState, params: ProfileParams) -> bytes:
+    p = to_profile(s, params)
+    return msgpack.packb([PROFILE_VERSION, *(getattr(p, f) for f in _FIELDS)], use_bin_type=True)
+
+
+def decode_profile(data: bytes) -> Profile:
+    row = msgpack.unpackb(data, raw=False)
+    if not isinstance(row, list) or not row or row[0] != PROFILE_VERSION:
+        raise StateError(f"unknown profile version {row[0] if row else None!r}")
+    return Profile(*row[1:])
+
+
+PROFILE_VERSION: Final = 1
+_FIELDS: Final = tuple(Profile.__slots__)  # type: ignore[attr-defined]
+
+
+def iso(ms: int | None) -> str | None:
+    """Epoch milliseconds → ISO-8601 UTC.
+
+    >>> iso(1569888000000)
+    '2019-10-01T00:00:00Z'
+    """
+    if ms is None:
+        return None
+    text = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace(".000+00:00", "Z").replace("+00:00", "Z")
+
+
+def render(p: Profile, now_ms: int) -> dict[str, Any]:
+    """The profile as the JSON document the API returns, decayed to `now_ms`."""
+    factor = 2.0 ** (-(now_ms - p.anchor) / p.half_life_ms)
+
+    def decay(table: dict[str, float], top: int | None = None) -> dict[str, float]:
+        items = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {k: round(v * factor, 4) for k, v in items[:top]}
+
+    cart_items = [
+        {"product_id": pid, "quantity": qty, "price": price}
+        for pid, (qty, price) in sorted(p.cart.items())
+    ]
+    session = None
+    if p.current_session is not None:
+        start, end, n, _, channel = p.current_session
+        session = {
+            "started_at": iso(start),
+            "last_event_at": iso(end),
+            "events": n,
+            "duration_s": round((end - start) / 1000, 3),
+            "channel": channel,
+            "active": now_ms - end <= p.session_gap_ms,
+        }
+    return {
+        "customer_id": p.customer_id,
+        "first_seen": iso(p.first_seen),
+        "last_seen": iso(p.last_seen),
+        "events": {
+            "total": sum(p.counts.values()),
+            "by_type": dict(sorted(p.counts.items())),
+            "decayed": decay(p.decayed),
+            "half_life_s": p.half_life_ms / 1000,
+        },
+        "sessions": {"count": p.sessions, "current": session},
+        "recent_products": p.recent,
+        "affinity": {
+            "categories": decay(p.categories, TOP_AFFINITIES),
+            "brands": decay(p.brands, TOP_AFFINITIES),
+        },
+        "cart": {
+            "items": cart_items,
+            "quantity": sum(i[0] for i in p.cart.values()),
+            "value": round(sum(q * pr for q, pr in p.cart.values()), 2),
+            "updated_at": iso(p.cart_updated),
+        },
+        "orders": {
+            "count": p.orders,
+            "revenue": round(p.revenue, 2),
+            "average_value": round(p.revenue / p.orders, 2) if p.orders else None,
+            "last_order_at": iso(p.last_order),
+        },
+        "channels": {ch: iso(ts) for ch, ts in sorted(p.channels.items())},
+        "traits": p.traits,
+    }
