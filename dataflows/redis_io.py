@@ -22,6 +22,8 @@ from models.keys import PROFILE_FIELD, Keys
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY_S = 0.2
+
 ClientFactory = Callable[[], "redis.Redis[bytes]"]
 
 
@@ -61,8 +63,14 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
         # (time of snapshot, id covered by it): entries below an id whose snapshot is older
         # than `trim_after_s` are durably processed and may be trimmed.
         self._snapshots: deque[tuple[float, str]] = deque()
+        self._progress_at = 0.0
 
     def next_batch(self) -> list[Event]:
+        now = self._clock()
+        if now - self._progress_at >= PROGRESS_EVERY_S:
+            # where this partition's reader is (lag = stream tip - this); one HSET, throttled
+            self._progress_at = now
+            self._r.hset(self._keys.progress(), self._keys.read_field(self._stream), self._last_id)
         resp = self._r.xread({self._stream: self._last_id}, count=self._count)
         if not resp:
             self._backoff = min(self._max_backoff, max(0.001, self._backoff * 2))

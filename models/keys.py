@@ -58,5 +58,11 @@ class Keys:
         return f"{self.base}:c:{{{customer_id}}}"
 
     def progress(self) -> str:
-        """Hash: stream partition key → last entry id the dataflow has durably passed."""
+        """Hash: stream key → last id durably processed (snapshotted); `read_field(stream)` →
+        last id read."""
         return f"{self.base}:progress"
+
+    @staticmethod
+    def read_field(stream: str) -> str:
+        """Field of `progress` holding the last id the dataflow has read from `stream`."""
+        return f"{stream}:read"

@@ -38,6 +38,9 @@ def parse_time(value: Any, field: str) -> int:
     >>> parse_time("2019-10-01T02:00:00+02:00", "timestamp")
     1569888000000
     """
+    if isinstance(value, datetime):  # msgpack timestamps arrive decoded
+        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(dt.timestamp() * 1000)
     if isinstance(value, bool):
         raise InvalidEvent(field, "must be an ISO-8601 string")
     if isinstance(value, int | float):

@@ -1,0 +1,54 @@
+"""The FastAPI app factory. ``uvicorn --factory api.main:create_app`` or ``nudge api``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from api.routes import customers, health, ingest
+from api.store import Store
+from config import Settings, get_settings
+from models.keys import Keys
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Keys are required; the Redis client is created at startup, not here."""
+    settings = settings or get_settings()
+    settings.require_keys()
+    url = settings.require_redis()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(url, max_connections=256, health_check_interval=30)
+        app.state.store = Store(
+            client, Keys(settings.key_prefix), settings.partitions, settings.deadletter_maxlen
+        )
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(
+        title="nudge",
+        version="0.1.0",
+        summary="Real-time personalization: Segment-compatible ingest, profiles, decisions.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(health.router)
+    app.include_router(ingest.router)
+    app.include_router(customers.router)
+
+    @app.exception_handler(RedisError)
+    async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
+        # Not the client's fault: say so, so that SDKs retry (Segment's retry on 5xx).
+        return JSONResponse(
+            {"detail": f"storage unavailable, retry later: {type(exc).__name__}"}, status_code=503
+        )
+
+    return app

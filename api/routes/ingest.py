@@ -1,0 +1,301 @@
+"""Segment-compatible ingest (HTTP Tracking API) and a native msgpack endpoint.
+
+``POST /v1/batch`` and the single-call endpoints take Segment's exact wire format (JSON,
+optionally gzip; write key as Basic user or ``writeKey``). Each accepted event is validated
+and normalised by `models.segment`; valid events are appended to the partitioned event
+streams and invalid ones to the dead-letter stream, in one pipelined round trip, and the
+answer is sent once Redis holds them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+from typing import Annotated, Any
+
+import msgpack
+import orjson
+from fastapi import APIRouter, Header, HTTPException, Request, status
+
+from api.deps import SettingsDep, StoreDep, check_write_key
+from api.schemas import ErrorResponse, IngestResponse, RejectedEvent
+from api.store import Rejected, raw_json
+from models.events import Event
+from models.segment import InvalidEvent, normalize, parse_time
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Body is not JSON/msgpack of the right shape"},
+    401: {"model": ErrorResponse, "description": "Missing or invalid write key"},
+    413: {"model": ErrorResponse, "description": "Body, event or batch over the limits"},
+}
+SEGMENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A Segment Spec call (track, identify, page, screen, alias, "
+                    "group), or for /v1/batch {batch: [...], context?, sentAt?, writeKey?}.",
+                    "additionalProperties": True,
+                }
+            }
+        },
+    }
+}
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def _read_body(request: Request, limit: int, encoding: str | None) -> bytes:
+    """The request body, gunzipped when declared, refusing anything over `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"request body is larger than {limit} bytes"
+            )
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if encoding and encoding.strip().lower() in ("gzip", "x-gzip", "deflate"):
+        wbits = 31 if "gzip" in encoding.lower() else 15
+        inflater = zlib.decompressobj(wbits)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, f"body is not valid {encoding.strip()}: {exc}"
+            ) from exc
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"decompressed body is larger than {limit} bytes",
+            )
+    return body
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is empty: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {exc}") from exc
+
+
+def _validate(
+    items: list[Any],
+    *,
+    max_event_bytes: int,
+    received_at: int,
+    type_hint: str | None,
+    sent_at: int | None,
+    batch_context: dict[str, Any] | None,
+) -> tuple[list[Event], list[Rejected]]:
+    events: list[Event] = []
+    rejected: list[Rejected] = []
+    for index, item in enumerate(items):
+        raw = raw_json(item)
+        try:
+            if len(raw) > max_event_bytes:
+                raise InvalidEvent("(event)", f"event is larger than {max_event_bytes} bytes")
+            events.append(
+                normalize(
+                    item,
+                    received_at=received_at,
+                    new_id=_new_id,
+                    type_hint=type_hint,
+                    sent_at=sent_at,
+                    batch_context=batch_context,
+                )
+            )
+        except InvalidEvent as exc:
+            rejected.append(Rejected(index, exc.field, exc.reason, raw))
+    return events, rejected
+
+
+def _batch_header(body: dict[str, Any]) -> tuple[int | None, dict[str, Any] | None]:
+    sent_raw = body.get("sentAt")
+    try:
+        sent_at = parse_time(sent_raw, "sentAt") if sent_raw is not None else None
+    except InvalidEvent as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"sentAt: {exc.reason}") from exc
+    ctx = body.get("context")
+    if ctx is not None and not isinstance(ctx, dict):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "context: must be a JSON object")
+    return sent_at, ctx
+
+
+async def _store(
+    store: StoreDep,
+    events: list[Event],
+    rejected: list[Rejected],
+    endpoint: str,
+    received_at: int,
+    single: bool,
+) -> IngestResponse:
+    await store.append(events, rejected, endpoint, received_at)
+    out = IngestResponse(
+        success=bool(events),
+        accepted=len(events),
+        rejected=[RejectedEvent(index=r.index, field=r.field, reason=r.reason) for r in rejected],
+    )
+    if single and rejected:
+        # A single call carries one event: an invalid one is the whole request's error.
+        r = rejected[0]
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, {"field": r.field, "reason": r.reason, "index": 0}
+        )
+    return out
+
+
+@router.post(
+    "/batch", response_model=IngestResponse, responses=ERRORS, openapi_extra=SEGMENT_BODY
+)
+@router.post(
+    "/import",
+    response_model=IngestResponse,
+    responses=ERRORS,
+    openapi_extra=SEGMENT_BODY,
+    include_in_schema=False,
+)
+async def batch(
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    authorization: Annotated[str | None, Header()] = None,
+    content_encoding: Annotated[str | None, Header()] = None,
+) -> IngestResponse:
+    """Segment's ``/v1/batch``: up to 2,500 events and 500 KB; valid ones are stored even when
+    others in the batch are not (those are listed in `rejected` and dead-lettered)."""
+    received_at = time.time_ns() // 1_000_000
+    body = _parse_json(await _read_body(request, settings.max_batch_bytes, content_encoding))
+    if not isinstance(body, dict):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
+    check_write_key(settings, authorization, body.get("writeKey"))
+    items = body.get("batch")
+    if not isinstance(items, list):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "batch: must be an array of events")
+    if len(items) > settings.max_batch_events:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"batch: {len(items)} events, more than the limit of {settings.max_batch_events}",
+        )
+    sent_at, ctx = _batch_header(body)
+    events, rejected = _validate(
+        items,
+        max_event_bytes=settings.max_event_bytes,
+        received_at=received_at,
+        type_hint=None,
+        sent_at=sent_at,
+        batch_context=ctx,
+    )
+    return await _store(store, events, rejected, "batch", received_at, single=False)
+
+
+def _single(call: str) -> Any:
+    async def endpoint(
+        request: Request,
+        settings: SettingsDep,
+        store: StoreDep,
+        authorization: Annotated[str | None, Header()] = None,
+        content_encoding: Annotated[str | None, Header()] = None,
+    ) -> IngestResponse:
+        received_at = time.time_ns() // 1_000_000
+        body = _parse_json(await _read_body(request, settings.max_event_bytes, content_encoding))
+        if not isinstance(body, dict):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
+        check_write_key(settings, authorization, body.get("writeKey"))
+        events, rejected = _validate(
+            [body],
+            max_event_bytes=settings.max_event_bytes,
+            received_at=received_at,
+            type_hint=call,
+            sent_at=None,
+            batch_context=None,
+        )
+        return await _store(store, events, rejected, call, received_at, single=True)
+
+    endpoint.__name__ = call
+    endpoint.__doc__ = f"Segment's ``/v1/{call}`` call."
+    return endpoint
+
+
+for _call in ("track", "identify", "page", "screen", "alias", "group"):
+    router.add_api_route(
+        f"/{_call}",
+        _single(_call),
+        methods=["POST"],
+        response_model=IngestResponse,
+        responses=ERRORS,
+        openapi_extra=SEGMENT_BODY,
+    )
+
+
+@router.post(
+    "/events",
+    response_model=IngestResponse,
+    responses=ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/msgpack": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "msgpack array of Segment Spec calls (maps with the "
+                        "same field names as JSON, each with its `type`).",
+                    }
+                }
+            },
+        }
+    },
+)
+async def native(
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    authorization: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header()] = None,
+) -> IngestResponse:
+    """Native high-volume ingest: a msgpack array of Segment calls; write key as Basic user or
+    Bearer token. Same validation, limits and dead-lettering as ``/v1/batch``."""
+    received_at = time.time_ns() // 1_000_000
+    check_write_key(settings, authorization, None)
+    if content_type is None or content_type.split(";")[0].strip() not in (
+        "application/msgpack",
+        "application/x-msgpack",
+    ):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/msgpack (or use /v1/batch for JSON)",
+        )
+    body = await _read_body(request, settings.max_batch_bytes, None)
+    try:
+        items = msgpack.unpackb(body, raw=False, timestamp=3)
+    except Exception as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid msgpack: {exc}") from exc
+    if not isinstance(items, list):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a msgpack array of events")
+    if len(items) > settings.max_batch_events:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"{len(items)} events, more than the limit of {settings.max_batch_events}",
+        )
+    events, rejected = _validate(
+        items,
+        max_event_bytes=settings.max_event_bytes,
+        received_at=received_at,
+        type_hint=None,
+        sent_at=None,
+        batch_context=None,
+    )
+    return await _store(store, events, rejected, "events", received_at, single=False)

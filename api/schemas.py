@@ -1,0 +1,90 @@
+"""Request and response models, so that the OpenAPI document says exactly what is served."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="Position of the event in the batch (0 for single calls).")
+    field: str = Field(description="The offending field, as a dotted path.")
+    reason: str
+
+
+class IngestResponse(BaseModel):
+    success: bool = Field(description="True when at least one event was accepted.")
+    accepted: int
+    rejected: list[RejectedEvent] = Field(
+        default_factory=list,
+        description="Invalid events, also kept in the dead-letter stream with their payload.",
+    )
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+
+
+class Health(BaseModel):
+    status: str
+
+
+class SessionOut(BaseModel):
+    started_at: str
+    last_event_at: str
+    events: int
+    duration_s: float
+    channel: str
+    active: bool
+
+
+class CartItem(BaseModel):
+    product_id: str
+    quantity: float
+    price: float
+
+
+class CartOut(BaseModel):
+    items: list[CartItem]
+    quantity: float
+    value: float
+    updated_at: str | None
+
+
+class OrdersOut(BaseModel):
+    count: int
+    revenue: float
+    average_value: float | None
+    last_order_at: str | None
+
+
+class EventsOut(BaseModel):
+    total: int
+    by_type: dict[str, int]
+    decayed: dict[str, float]
+    half_life_s: float
+
+
+class SessionsOut(BaseModel):
+    count: int
+    current: SessionOut | None
+
+
+class AffinityOut(BaseModel):
+    categories: dict[str, float]
+    brands: dict[str, float]
+
+
+class ProfileOut(BaseModel):
+    customer_id: str
+    first_seen: str
+    last_seen: str
+    events: EventsOut
+    sessions: SessionsOut
+    recent_products: list[str]
+    affinity: AffinityOut
+    cart: CartOut
+    orders: OrdersOut
+    channels: dict[str, str]
+    traits: dict[str, Any]

@@ -1,0 +1,78 @@
+"""The API's only Redis adapter. Routes call these methods; they never build keys or commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from models.codec import ENTRY_FIELD, encode_entry
+from models.events import Event
+from models.keys import PROFILE_FIELD, Keys, partition_for
+
+
+@dataclass(slots=True)
+class Rejected:
+    """One invalid event of a request: where it was, what is wrong, and its raw payload."""
+
+    index: int
+    field: str
+    reason: str
+    raw: bytes
+
+
+class Store:
+    """Reads and writes nudge's Redis keys for the API (one pipelined round trip per call)."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, partitions: int, dlq_maxlen: int):
+        self.client = client
+        self.keys = keys
+        self.partitions = partitions
+        self._streams = keys.all_events(partitions)
+        self._dlq = keys.deadletter()
+        self._dlq_maxlen = dlq_maxlen
+
+    async def append(
+        self, events: Sequence[Event], rejected: Iterable[Rejected], endpoint: str, now_ms: int
+    ) -> None:
+        """XADD the events (one entry per partition) and dead-letter the rejects, atomically
+        from the client's point of view: one pipeline, answered once Redis holds them."""
+        by_part: dict[int, list[Event]] = {}
+        n = self.partitions
+        for ev in events:
+            by_part.setdefault(partition_for(ev.customer_key, n), []).append(ev)
+        pipe = self.client.pipeline(transaction=False)
+        for part, evs in by_part.items():
+            pipe.xadd(self._streams[part], {ENTRY_FIELD: encode_entry(evs)})
+        for rej in rejected:
+            pipe.xadd(
+                self._dlq,
+                {
+                    b"reason": rej.reason.encode(),
+                    b"field": rej.field.encode(),
+                    b"index": str(rej.index).encode(),
+                    b"endpoint": endpoint.encode(),
+                    b"received_at": str(now_ms).encode(),
+                    b"raw": rej.raw,
+                },
+                maxlen=self._dlq_maxlen,
+                approximate=True,
+            )
+        if len(pipe):
+            await pipe.execute()
+
+    async def profile_blob(self, customer_id: str) -> bytes | None:
+        blob: bytes | None = await self.client.hget(self.keys.profile(customer_id), PROFILE_FIELD)
+        return blob
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+
+def raw_json(item: object) -> bytes:
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return repr(item).encode()

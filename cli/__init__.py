@@ -1,0 +1,1 @@
+"""The `nudge` command: the one front door (up, demo, api, dataflow, replay)."""

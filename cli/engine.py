@@ -1,0 +1,119 @@
+"""`nudge up`: an embedded Redis (unless NUDGE_REDIS_URL is set), the dataflow and the API,
+as child processes in the foreground; stopping it stops them all."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from cli.embedded import RedisServer
+from config import Settings
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis: RedisServer | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    write_key: str = ""
+    api_key: str = ""
+    admin_key: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Engine:
+        s = self.settings
+        redis_url = s.redis_url
+        if redis_url is None:
+            self.redis = RedisServer(self.data_dir / "redis").start()
+            redis_url = self.redis.url
+        # Keys from the environment when given, else fresh ones for this run.
+        self.write_key = _first(s.write_keys) or secrets.token_hex(12)
+        self.api_key = _first(s.api_keys) or secrets.token_hex(16)
+        self.admin_key = _first(s.admin_keys) or secrets.token_hex(16)
+        self.env = {
+            **os.environ,
+            "NUDGE_REDIS_URL": redis_url,
+            "NUDGE_WRITE_KEYS": ",".join([self.write_key, *_rest(s.write_keys)]),
+            "NUDGE_API_KEYS": ",".join([self.api_key, *_rest(s.api_keys)]),
+            "NUDGE_ADMIN_KEYS": ",".join([self.admin_key, *_rest(s.admin_keys)]),
+            "NUDGE_RECOVERY_DIR": str(
+                s.recovery_dir if "NUDGE_RECOVERY_DIR" in os.environ else self.data_dir / "recovery"
+            ),
+        }
+        me = [sys.executable, "-m", "cli.main"]
+        self.procs["dataflow"] = subprocess.Popen([*me, "dataflow"], env=self.env)
+        self.procs["api"] = subprocess.Popen(
+            [*me, "api", "--host", self.host, "--port", str(self.port)], env=self.env
+        )
+        self._wait_api()
+        return self
+
+    def _wait_api(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the API did not answer on {self.url} within {timeout:.0f} s")
+
+    def check(self) -> None:
+        """Raise if a child has died (the engine is only up with all of them)."""
+        for name, proc in self.procs.items():
+            code = proc.poll()
+            if code is not None:
+                self.stop()
+                raise RuntimeError(f"the {name} process exited with code {code}")
+
+    def wait(self) -> None:
+        """Block until Ctrl-C or a child exits."""
+        try:
+            while True:
+                self.check()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+
+def _first(keys: tuple[object, ...]) -> str | None:
+    return keys[0].get_secret_value() if keys else None  # type: ignore[attr-defined]
+
+
+def _rest(keys: tuple[object, ...]) -> list[str]:
+    return [k.get_secret_value() for k in keys[1:]]  # type: ignore[attr-defined]

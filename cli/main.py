@@ -1,0 +1,322 @@
+"""`nudge`: the one front door.
+
+    nudge up         embedded Redis (unless NUDGE_REDIS_URL), dataflow and API, in the foreground
+    nudge demo       `up`, then the REES46 sample replayed, a few profiles and curl examples
+    nudge api        the HTTP API (uvicorn, uvloop, httptools)
+    nudge dataflow   the Bytewax dataflow, with recovery
+    nudge replay F   a REES46/Taobao CSV or Segment JSONL file through the ingest API
+    nudge lag        where the dataflow is in each stream partition
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from config.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+HERE = Path(__file__).resolve().parent
+SAMPLE_NAMES = ("rees46_oct2019_head/events.csv.gz",)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address [NUDGE_API_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [NUDGE_API_PORT]")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    s = _settings()
+    try:
+        s.require_keys()
+        s.require_redis()
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host or s.api_host,
+        port=port or s.api_port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@app.command()
+def dataflow(
+    workers: Annotated[int, typer.Option("-w", "--workers", help="Workers in this process")] = 1,
+    process_id: Annotated[
+        int | None, typer.Option("-i", "--process-id", help="This process's index in a cluster")
+    ] = None,
+    addresses: Annotated[
+        str | None,
+        typer.Option("-a", "--addresses", help="host:port of every process, ';'-separated"),
+    ] = None,
+    recovery: Annotated[bool, typer.Option(help="Snapshot state for crash recovery")] = True,
+) -> None:
+    """Run the dataflow (recovery store initialised on first start)."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.run import cli_main
+
+    from dataflows.flow import build_flow
+
+    s = _settings()
+    try:
+        flow = build_flow(s)
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    recovery_config = None
+    if recovery:
+        db = s.recovery_dir
+        if not db.exists() or not any(db.glob("part-*.sqlite3")):
+            db.mkdir(parents=True, exist_ok=True)
+            init_db_dir(db, s.recovery_partitions)
+            console.print(f"initialised {s.recovery_partitions} recovery partition(s) in {db}")
+        recovery_config = RecoveryConfig(str(db))
+    try:
+        cli_main(
+            flow,
+            workers_per_process=workers,
+            process_id=process_id,
+            addresses=addresses.split(";") if addresses else None,
+            epoch_interval=timedelta(seconds=s.epoch_s),
+            recovery_config=recovery_config,
+        )
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        # Bytewax turns SIGINT into a RuntimeError("... signal received"): a clean stop.
+        if isinstance(exc, RuntimeError) and "signal received" not in str(exc):
+            raise
+        console.print("dataflow stopped")
+
+
+def _write_key(s: Settings, given: str | None) -> str:
+    if given:
+        return given
+    if s.write_keys:
+        return s.write_keys[0].get_secret_value()
+    console.print("[red]error:[/red] give --write-key or set NUDGE_WRITE_KEYS")
+    raise typer.Exit(2)
+
+
+def _run_replay(path: Path, url: str, write_key: str, speed: float, limit: int | None) -> None:
+    from cli.datasets import DatasetError, read_calls
+    from cli.replay import replay as do_replay
+
+    try:
+        total = limit or sum(1 for _ in read_calls(path))
+    except (DatasetError, OSError) as exc:
+        raise _fail(exc) from exc
+    with Progress(
+        TextColumn(f"replay {path.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[rate]}"),
+        console=console,
+    ) as bar:
+        task = bar.add_task("replay", total=total, rate="")
+        started = time.perf_counter()
+
+        def progress(n: int) -> None:
+            done = bar.tasks[0].completed + n
+            rate = done / max(1e-9, time.perf_counter() - started)
+            bar.update(task, advance=n, rate=f"{rate:,.0f} events/s")
+
+        stats = asyncio.run(
+            do_replay(
+                read_calls(path, limit), url=url, write_key=write_key, speed=speed,
+                on_progress=progress,
+            )
+        )  # fmt: skip
+    console.print(
+        f"sent {stats.sent:,} events in {stats.seconds:.1f} s ({stats.rate:,.0f}/s): "
+        f"{stats.accepted:,} accepted, {stats.rejected:,} rejected"
+    )
+    for err in stats.errors[:5]:
+        console.print(f"[red]{err}[/red]")
+    if stats.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV(.gz) or JSONL")],
+    speed: Annotated[
+        float, typer.Option(help="Event-time seconds per wall second; 0 = as fast as possible")
+    ] = 0.0,
+    url: Annotated[str | None, typer.Option(help="API base URL")] = None,
+    write_key: Annotated[str | None, typer.Option(help="Write key [NUDGE_WRITE_KEYS]")] = None,
+    limit: Annotated[int | None, typer.Option(help="Send at most this many events")] = None,
+) -> None:
+    """Send a dataset through the ingest API with a progress bar."""
+    s = _settings()
+    base = url or f"http://{s.api_host}:{s.api_port}"
+    _run_replay(file, base, _write_key(s, write_key), speed, limit)
+
+
+@app.command("lag")
+def lag_cmd() -> None:
+    """Where the dataflow is in each stream partition."""
+    import redis
+
+    from cli.status import lag
+    from models.keys import Keys
+
+    s = _settings()
+    try:
+        client = redis.Redis.from_url(s.require_redis())
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    for p in lag(client, Keys(s.key_prefix), s.partitions):
+        state = "caught up" if p.caught_up else f"{p.lag_ms / 1000:.1f} s behind"
+        print(f"{p.stream}\ttip {p.tip}\tread {p.read}\t{state}")
+
+
+def _start_engine(port: int, data_dir: Path) -> Any:
+    from cli.engine import Engine
+
+    s = _settings()
+    engine = Engine(s, data_dir=data_dir, host=s.api_host, port=port or s.api_port)
+    try:
+        engine.start()
+    except Exception as exc:
+        raise _fail(exc) from exc
+    where = "embedded, " + engine.redis.url if engine.redis else "NUDGE_REDIS_URL"
+    console.print(
+        f"\n[bold]nudge is up[/bold]\n  API        {engine.url}  (docs: {engine.url}/docs)\n"
+        f"  Redis      {where}\n  write key  {engine.write_key}\n"
+        f"  API key    {engine.api_key}\n  admin key  {engine.admin_key}\n"
+    )
+    return engine
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="API port [NUDGE_API_PORT]")] = 0,
+    data_dir: Annotated[Path, typer.Option(help="Embedded Redis and recovery data")] = Path(
+        ".nudge"
+    ),
+) -> None:
+    """Embedded Redis (unless NUDGE_REDIS_URL is set), the dataflow and the API. Ctrl-C stops."""
+    engine = _start_engine(port, data_dir)
+    console.print("Ctrl-C stops everything.")
+    engine.wait()
+
+
+def find_sample() -> Path:
+    """The REES46 sample: ../shared/data next to the checkout, else the excerpt we ship."""
+    for root in (Path.cwd(), HERE.parent):
+        for parent in (root, *root.parents):
+            for name in SAMPLE_NAMES:
+                candidate = parent / "shared" / "data" / name
+                if candidate.exists():
+                    return candidate
+    return HERE / "data" / "rees46_excerpt.csv.gz"
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="API port [NUDGE_API_PORT]")] = 0,
+    data_dir: Annotated[Path, typer.Option(help="Embedded Redis and recovery data")] = Path(
+        ".nudge/demo"
+    ),
+    sample: Annotated[Path | None, typer.Option(help="Dataset to replay")] = None,
+    exit_after: Annotated[
+        bool, typer.Option("--exit", help="Stop after the replay instead of serving")
+    ] = False,
+) -> None:
+    """`up`, plus a replay of the REES46 sample; prints profiles and example curl calls."""
+    import httpx
+    import redis
+
+    from cli.datasets import read_calls
+    from cli.status import wait_caught_up
+    from models.keys import Keys
+
+    path = sample or find_sample()
+    engine = _start_engine(port, data_dir)
+    try:
+        _run_replay(path, engine.url, engine.write_key, 0.0, None)
+        s = engine.settings
+        client = redis.Redis.from_url(engine.env["NUDGE_REDIS_URL"])
+        if not wait_caught_up(client, Keys(s.key_prefix), s.partitions):
+            console.print("[yellow]the dataflow has not caught up after 120 s[/yellow]")
+        time.sleep(1.0)
+        counts: dict[str, int] = {}
+        for _, call in read_calls(path):
+            counts[call["userId"]] = counts.get(call["userId"], 0) + 1
+        top = sorted(counts, key=lambda u: -counts[u])[:3]
+        auth = {"Authorization": f"Bearer {engine.api_key}"}
+        for cid in top:
+            prof = httpx.get(f"{engine.url}/v1/customers/{cid}", headers=auth, timeout=5).json()
+            print(json.dumps(_summary(prof), indent=2))
+        cid = top[0]
+        print(
+            "\nTry it:\n"
+            f"  curl -s {engine.url}/healthz\n"
+            f"  curl -s -H 'Authorization: Bearer {engine.api_key}' "
+            f"{engine.url}/v1/customers/{cid}\n"
+            f"  curl -s -u {engine.write_key}: {engine.url}/v1/track -H 'Content-Type: "
+            "application/json' -d '{\"userId\":\"" + cid + "\",\"event\":\"Product Added\","
+            '"properties":{"product_id":"1004856","price":130.76}}\'\n'
+        )
+        sys.stdout.flush()
+        if not exit_after:
+            console.print("Serving. Ctrl-C stops everything.")
+            engine.wait()
+    finally:
+        engine.stop()
+
+
+def _summary(prof: dict[str, Any]) -> dict[str, Any]:
+    if "customer_id" not in prof:
+        return prof
+    return {
+        "customer_id": prof["customer_id"],
+        "events": prof["events"]["total"],
+        "sessions": prof["sessions"]["count"],
+        "recent_products": prof["recent_products"][:5],
+        "top_categories": list(prof["affinity"]["categories"])[:3],
+        "cart": {"items": len(prof["cart"]["items"]), "value": prof["cart"]["value"]},
+        "orders": prof["orders"],
+    }
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()
