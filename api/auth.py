@@ -27,7 +27,7 @@ def key_matches(candidate: str | None, keys: Sequence[SecretStr]) -> bool:
 
 def basic_user(authorization: str | None) -> str | None:
     """The user part of an HTTP Basic header (Segment sends the write key as the user)."""
-    if not authorization or not authorization[:6].lower() == "basic ":
+    if not authorization or authorization[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
@@ -37,6 +37,6 @@ def basic_user(authorization: str | None) -> str | None:
 
 
 def bearer(authorization: str | None) -> str | None:
-    if not authorization or not authorization[:7].lower() == "bearer ":
+    if not authorization or authorization[:7].lower() != "bearer ":
         return None
     return authorization[7:].strip()

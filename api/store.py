@@ -64,7 +64,8 @@ class Store:
             await pipe.execute()
 
     async def profile_blob(self, customer_id: str) -> bytes | None:
-        blob: bytes | None = await self.client.hget(self.keys.profile(customer_id), PROFILE_FIELD)
+        blob = await self.client.hget(self.keys.profile(customer_id), PROFILE_FIELD)
+        assert blob is None or isinstance(blob, bytes)
         return blob
 
     async def ping(self) -> bool:

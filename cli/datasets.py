@@ -79,7 +79,12 @@ def rees46_call(row: list[str], line: str) -> tuple[int, dict[str, Any]]:
     props: dict[str, Any]
     if name == "Order Completed":
         # Several purchase rows of one session form one order (see the dataset's SOURCE.md).
-        props = {"order_id": sess, "revenue": float(price), "currency": "USD", "products": [product]}
+        props = {
+            "order_id": sess,
+            "revenue": float(price),
+            "currency": "USD",
+            "products": [product],
+        }
     else:
         props = {**product, "currency": "USD", "session_id": sess}
     call = {

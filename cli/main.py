@@ -1,11 +1,11 @@
 """`nudge`: the one front door.
 
-    nudge up         embedded Redis (unless NUDGE_REDIS_URL), dataflow and API, in the foreground
-    nudge demo       `up`, then the REES46 sample replayed, a few profiles and curl examples
-    nudge api        the HTTP API (uvicorn, uvloop, httptools)
-    nudge dataflow   the Bytewax dataflow, with recovery
-    nudge replay F   a REES46/Taobao CSV or Segment JSONL file through the ingest API
-    nudge lag        where the dataflow is in each stream partition
+nudge up         embedded Redis (unless NUDGE_REDIS_URL), dataflow and API, in the foreground
+nudge demo       `up`, then the REES46 sample replayed, a few profiles and curl examples
+nudge api        the HTTP API (uvicorn, uvloop, httptools)
+nudge dataflow   the Bytewax dataflow, with recovery
+nudge replay F   a REES46/Taobao CSV or Segment JSONL file through the ingest API
+nudge lag        where the dataflow is in each stream partition
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ def demo(
             f"  curl -s -H 'Authorization: Bearer {engine.api_key}' "
             f"{engine.url}/v1/customers/{cid}\n"
             f"  curl -s -u {engine.write_key}: {engine.url}/v1/track -H 'Content-Type: "
-            "application/json' -d '{\"userId\":\"" + cid + "\",\"event\":\"Product Added\","
+            'application/json\' -d \'{"userId":"' + cid + '","event":"Product Added",'
             '"properties":{"product_id":"1004856","price":130.76}}\'\n'
         )
         sys.stdout.flush()

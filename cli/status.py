@@ -30,7 +30,7 @@ def _id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def lag(client: redis.Redis[bytes], keys: Keys, partitions: int) -> list[PartitionLag]:
+def lag(client: redis.Redis, keys: Keys, partitions: int) -> list[PartitionLag]:
     streams = keys.all_events(partitions)
     pipe = client.pipeline(transaction=False)
     for stream in streams:
@@ -45,7 +45,7 @@ def lag(client: redis.Redis[bytes], keys: Keys, partitions: int) -> list[Partiti
 
 
 def wait_caught_up(
-    client: redis.Redis[bytes], keys: Keys, partitions: int, timeout: float = 120.0
+    client: redis.Redis, keys: Keys, partitions: int, timeout: float = 120.0
 ) -> bool:
     """Block until the dataflow has read every partition to its tip (or the timeout)."""
     deadline = time.monotonic() + timeout

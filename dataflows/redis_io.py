@@ -24,13 +24,13 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.2
 
-ClientFactory = Callable[[], "redis.Redis[bytes]"]
+ClientFactory = Callable[[], "redis.Redis"]
 
 
 def client_factory(url: str) -> ClientFactory:
     """A callable making a new synchronous client (each partition owns its connection)."""
 
-    def make() -> redis.Redis[bytes]:
+    def make() -> redis.Redis:
         return redis.Redis.from_url(url, socket_keepalive=True, health_check_interval=30)
 
     return make
@@ -41,7 +41,7 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
 
     def __init__(
         self,
-        client: redis.Redis[bytes],
+        client: redis.Redis,
         keys: Keys,
         stream: str,
         resume_id: str | None,
@@ -71,7 +71,7 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
             # where this partition's reader is (lag = stream tip - this); one HSET, throttled
             self._progress_at = now
             self._r.hset(self._keys.progress(), self._keys.read_field(self._stream), self._last_id)
-        resp = self._r.xread({self._stream: self._last_id}, count=self._count)
+        resp: Any = self._r.xread({self._stream: self._last_id}, count=self._count)
         if not resp:
             self._backoff = min(self._max_backoff, max(0.001, self._backoff * 2))
             self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff)
@@ -158,7 +158,7 @@ class RedisStreamSource(FixedPartitionedSource[Event, str]):
 
 
 class _ProfilePartition(StatelessSinkPartition[tuple[str, bytes]]):
-    def __init__(self, client: redis.Redis[bytes], keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._r = client
         self._keys = keys
 
@@ -182,5 +182,3 @@ class RedisProfileSink(DynamicSink[tuple[str, bytes]]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProfilePartition:
         return _ProfilePartition(self._make_client(), self._keys)
-
-

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -117,7 +116,9 @@ def new_state(customer_id: str, ts: int) -> CustomerState:
 # --- transition ----------------------------------------------------------------------------
 
 
-def step(state: CustomerState | None, ev: Event, params: ProfileParams) -> tuple[CustomerState, bool]:
+def step(
+    state: CustomerState | None, ev: Event, params: ProfileParams
+) -> tuple[CustomerState, bool]:
     """Fold one event into the state. Returns the state and whether it changed.
 
     >>> p = ProfileParams()
@@ -197,7 +198,7 @@ def _apply_commerce(
         pid = _product_id(props)
         if pid is not None:
             _add_recent(state, ts, pid, params.recent_products)
-    elif name == PRODUCT_ADDED or name == PRODUCT_REMOVED:
+    elif name in (PRODUCT_ADDED, PRODUCT_REMOVED):
         pid = _product_id(props)
         if pid is not None:
             qty = props.get("quantity")
@@ -300,9 +301,8 @@ def _add_order(state: CustomerState, ev: Event, props: dict[str, Any]) -> None:
 def _merge_traits(state: CustomerState, traits: dict[str, Any], ts: int, cap: int) -> None:
     newer = ts >= state.traits_ts
     for k, v in traits.items():
-        if newer or k not in state.traits:
-            if k in state.traits or len(state.traits) < cap:
-                state.traits[k] = v
+        if (newer or k not in state.traits) and (k in state.traits or len(state.traits) < cap):
+            state.traits[k] = v
     if newer:
         state.traits_ts = ts
 

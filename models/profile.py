@@ -82,7 +82,7 @@ def decode_profile(data: bytes) -> Profile:
 
 
 PROFILE_VERSION: Final = 1
-_FIELDS: Final = tuple(Profile.__slots__)  # type: ignore[attr-defined]
+_FIELDS: Final = tuple(Profile.__slots__)
 
 
 def iso(ms: int | None) -> str | None:

@@ -83,7 +83,7 @@ def _channel(item: Mapping[str, Any], props: Mapping[str, Any], ctx: Mapping[str
     if raw is None:
         raw, field = ctx.get("channel"), "context.channel"
     if raw is None:
-        if item.get("type") == "screen" or "app" in ctx or "device" in ctx and ctx["device"]:
+        if item.get("type") == "screen" or "app" in ctx or ctx.get("device"):
             return "app"
         return "web"
     if not isinstance(raw, str):
@@ -123,7 +123,9 @@ def _merge_context(batch_ctx: Mapping[str, Any] | None, ctx: dict[str, Any]) -> 
     merged = dict(batch_ctx)
     for key, value in ctx.items():
         base = merged.get(key)
-        merged[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+        merged[key] = (
+            {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+        )
     return merged
 
 

@@ -156,9 +156,7 @@ async def _store(
     return out
 
 
-@router.post(
-    "/batch", response_model=IngestResponse, responses=ERRORS, openapi_extra=SEGMENT_BODY
-)
+@router.post("/batch", response_model=IngestResponse, responses=ERRORS, openapi_extra=SEGMENT_BODY)
 @router.post(
     "/import",
     response_model=IngestResponse,
@@ -282,7 +280,9 @@ async def native(
     try:
         items = msgpack.unpackb(body, raw=False, timestamp=3)
     except Exception as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid msgpack: {exc}") from exc
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"body is not valid msgpack: {exc}"
+        ) from exc
     if not isinstance(items, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a msgpack array of events")
     if len(items) > settings.max_batch_events:
