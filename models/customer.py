@@ -87,7 +87,7 @@ class CustomerState:
     # [ts, product_id], ascending, distinct products
     recent: list[list[Any]] = field(default_factory=list)
     cart_base: dict[str, list[float]] = field(default_factory=dict)  # pid -> [qty, price]
-    # [ts, tiebreak, op, product_id, qty, price], ascending
+    # [ts, message hash, op, product_id, qty, price], ordered by (ts, op, hash)
     cart_log: list[list[Any]] = field(default_factory=list)
     cart_updated: int | None = None
     orders: int = 0
@@ -241,9 +241,14 @@ def _add_recent(state: CustomerState, ts: int, pid: str, n: int) -> None:
 
 
 def _add_cart_op(state: CustomerState, op: list[Any]) -> None:
-    bisect.insort(state.cart_log, op, key=lambda o: (o[0], o[1]))
+    # Same-millisecond ops apply adds, then removes, then clears, whatever their arrival order.
+    bisect.insort(state.cart_log, op, key=_op_order)
     if state.cart_updated is None or op[0] > state.cart_updated:
         state.cart_updated = op[0]
+
+
+def _op_order(op: list[Any]) -> tuple[int, int, int]:
+    return op[0], op[2], op[1]
 
 
 def _apply_cart_op(items: dict[str, list[float]], op: list[Any]) -> None:

@@ -1,0 +1,190 @@
+"""The customer transition: what each event does, de-duplication, and order independence."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from models.customer import ProfileParams, decode_state, encode_state, step
+from models.events import Event
+from models.profile import decode_profile, encode_profile, render
+
+MIN = 60_000
+T0 = 1_700_000_000_000
+P = ProfileParams(lateness_ms=10 * MIN)
+
+
+def ev(i: int, name: str, t: int, props: dict[str, Any] | None = None, **kw: Any) -> Event:
+    return Event(
+        type=kw.pop("type", "track"),
+        message_id=kw.pop("mid", f"m{i}"),
+        timestamp=t,
+        received_at=t,
+        channel=kw.pop("channel", "web"),
+        user_id="u1",
+        event=name,
+        properties=props or {},
+        **kw,
+    )
+
+
+def fold(events: list[Event], params: ProfileParams = P) -> Any:
+    state = None
+    for e in events:
+        state, _ = step(state, e, params)
+    return state
+
+
+def view(events: list[Event], now: int | None = None) -> dict[str, Any]:
+    state = fold(events)
+    return render(decode_profile(encode_profile(state, P)), now or state.last_seen)
+
+
+def shop_story() -> list[Event]:
+    """Two sessions on two channels: browse, cart, remove, order, then browse and cart again."""
+    t = T0
+    return [
+        ev(1, "Product Viewed", t, {"product_id": "p1", "category": "shoes", "brand": "acme"}),
+        ev(2, "Product Viewed", t + 1 * MIN, {"product_id": "p2", "category": "shoes"}),
+        ev(3, "Product Added", t + 2 * MIN, {"product_id": "p1", "price": 50, "quantity": 2}),
+        ev(4, "Product Added", t + 3 * MIN, {"product_id": "p2", "price": 20}),
+        ev(5, "Product Removed", t + 4 * MIN, {"product_id": "p1", "quantity": 1}),
+        ev(6, "Cart Viewed", t + 5 * MIN),
+        ev(7, "Checkout Started", t + 6 * MIN),
+        ev(8, "Order Completed", t + 7 * MIN, {"order_id": "o1", "revenue": 70,
+           "products": [{"product_id": "p1", "category": "shoes"}]}),
+        ev(9, "page", t + 90 * MIN, type="page", channel="app"),
+        ev(10, "Product Viewed", t + 91 * MIN, {"product_id": "p3", "category": "bags"},
+           channel="app"),
+        ev(11, "Product Added", t + 92 * MIN, {"product_id": "p3", "price": 15.5}, channel="app"),
+    ]  # fmt: skip
+
+
+def test_profile_of_a_shopping_story() -> None:
+    v = view(shop_story())
+    assert v["events"]["total"] == 11
+    assert v["events"]["by_type"]["Product Viewed"] == 3
+    assert v["events"]["by_type"]["page"] == 1
+    assert v["sessions"]["count"] == 2
+    cur = v["sessions"]["current"]
+    assert (cur["events"], cur["channel"], cur["duration_s"]) == (3, "app", 120.0)
+    assert v["recent_products"] == ["p3", "p2", "p1"]
+    assert v["cart"]["items"] == [{"product_id": "p3", "quantity": 1.0, "price": 15.5}]
+    assert v["cart"]["value"] == 15.5
+    assert v["orders"] == {
+        "count": 1,
+        "revenue": 70.0,
+        "average_value": 70.0,
+        "last_order_at": "2023-11-14T22:20:20Z",
+    }
+    assert set(v["channels"]) == {"web", "app"}
+    assert list(v["affinity"]["categories"]) == ["shoes", "bags"]
+    assert v["first_seen"] == "2023-11-14T22:13:20Z"
+
+
+def test_order_empties_cart_and_lines_of_one_order_count_once() -> None:
+    t = T0
+    v = view([
+        ev(1, "Product Added", t, {"product_id": "a", "price": 10}),
+        ev(2, "Order Completed", t + 1000, {"order_id": "o", "revenue": 10}),
+        ev(3, "Order Completed", t + 2000, {"order_id": "o", "revenue": 5}),
+        ev(4, "Order Completed", t + 3000, {"products": [{"price": 2, "quantity": 3}]}),
+    ])  # fmt: skip
+    assert v["cart"]["items"] == []
+    assert v["orders"]["count"] == 2
+    assert v["orders"]["revenue"] == 21.0
+
+
+def test_duplicate_message_ids_count_once() -> None:
+    e = ev(1, "Product Added", T0, {"product_id": "a", "price": 10})
+    state, changed = step(None, e, P)
+    state, changed2 = step(state, e, P)
+    assert (changed, changed2) == (True, False)
+    assert state.counts == {"Product Added": 1}
+    assert state.cart() == {"a": [1.0, 10.0]}
+
+
+def test_dedupe_window_expires() -> None:
+    params = ProfileParams(dedupe_window_ms=MIN, lateness_ms=0)
+    events = [ev(i, "X", T0 + i * 10 * MIN) for i in range(100)]
+    state = fold(events, params)
+    # only the last window's ids are kept, so state stays small on busy customers
+    assert len(state.seen) < 70
+    again, changed = step(state, events[-1], params)
+    assert not changed
+
+
+def test_decay_halves_per_half_life() -> None:
+    params = ProfileParams(half_life_ms=60 * MIN)
+    state = fold([ev(1, "X", T0), ev(2, "X", T0 + 60 * MIN)], params)
+    out = render(decode_profile(encode_profile(state, params)), T0 + 60 * MIN)
+    assert out["events"]["decayed"]["X"] == pytest.approx(1.5)
+    later = render(decode_profile(encode_profile(state, params)), T0 + 120 * MIN)
+    assert later["events"]["decayed"]["X"] == pytest.approx(0.75)
+
+
+def test_decay_survives_far_future_rebase() -> None:
+    params = ProfileParams(half_life_ms=MIN)
+    state = fold([ev(1, "X", T0), ev(2, "X", T0 + 10_000 * MIN)], params)
+    out = render(decode_profile(encode_profile(state, params)), T0 + 10_000 * MIN)
+    assert out["events"]["decayed"]["X"] == pytest.approx(1.0)
+
+
+def test_state_codec_round_trip() -> None:
+    state = fold(shop_story())
+    assert decode_state(encode_state(state)) == state
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_out_of_order_within_lateness_gives_the_same_state(seed: int) -> None:
+    rng = random.Random(seed)
+    events = shop_story()
+    shuffled = events[:]
+    # displace events by up to the lateness bound: the sort key is time + jitter
+    shuffled.sort(key=lambda e: e.timestamp + rng.uniform(0, P.lateness_ms))
+    a = view(events, now=T0 + 100 * MIN)
+    b = view(shuffled, now=T0 + 100 * MIN)
+    # decayed sums are equal up to float rounding; everything else exactly
+    for path in (("events", "decayed"), ("affinity", "categories"), ("affinity", "brands")):
+        da, db = a[path[0]].pop(path[1]), b[path[0]].pop(path[1])
+        assert da.keys() == db.keys()
+        assert all(da[k] == pytest.approx(db[k], rel=1e-12) for k in da)
+    assert a == b
+
+
+def test_late_event_bridging_two_sessions_merges_them() -> None:
+    t = T0
+    early, late = ev(1, "X", t), ev(3, "X", t + 50 * MIN)
+    bridge = ev(2, "X", t + 25 * MIN)  # 25 min late
+    params = ProfileParams(lateness_ms=30 * MIN)
+    assert len(fold([early, late], params).sessions) == 2
+    merged = fold([early, late, bridge], params)
+    assert merged.sessions_closed + len(merged.sessions) == 1
+    assert merged.sessions[0][2] == 3
+    # beyond the lateness bound the closed session is not reopened (nor counted twice)
+    beyond = fold([early, late, bridge], ProfileParams(lateness_ms=10 * MIN))
+    assert beyond.sessions_closed + len(beyond.sessions) == 2
+
+
+def test_sessions_close_and_stay_counted() -> None:
+    events = [ev(i, "X", T0 + i * 40 * MIN) for i in range(50)]
+    state = fold(events)
+    assert state.sessions_closed + len(state.sessions) == 50
+    assert len(state.sessions) <= 2  # closed sessions are folded away
+
+
+def test_cart_ops_in_the_same_millisecond_are_ordered_by_kind() -> None:
+    t = T0
+    add = ev(1, "Product Added", t, {"product_id": "a", "price": 1})
+    order = ev(2, "Order Completed", t, {"order_id": "o", "revenue": 1})
+    assert fold([add, order]).cart() == fold([order, add]).cart() == {}
+
+
+def test_identify_traits_merge_latest_wins() -> None:
+    t = T0
+    a = ev(1, None, t, type="identify", traits={"name": "Ann", "plan": "free"})  # type: ignore[arg-type]
+    b = ev(2, None, t + 1, type="identify", traits={"plan": "pro"})  # type: ignore[arg-type]
+    for order in ([a, b], [b, a]):
+        assert fold(order).traits == {"name": "Ann", "plan": "pro"}

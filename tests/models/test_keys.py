@@ -1,0 +1,20 @@
+"""Golden tests: the Redis key layout is a contract with running deployments."""
+
+from models.keys import PROFILE_FIELD, Keys, partition_for
+
+
+def test_keys_are_pinned() -> None:
+    k = Keys("nudge")
+    assert k.events(0) == "nudge:v1:events:{p0}"
+    assert k.all_events(2) == ["nudge:v1:events:{p0}", "nudge:v1:events:{p1}"]
+    assert k.deadletter() == "nudge:v1:deadletter"
+    assert k.profile("541312140") == "nudge:v1:c:{541312140}"
+    assert k.progress() == "nudge:v1:progress"
+    assert Keys.read_field(k.events(1)) == "nudge:v1:events:{p1}:read"
+    assert PROFILE_FIELD == b"p"
+
+
+def test_partition_is_stable_crc32() -> None:
+    # pinned values: changing the hash would send customers to other partitions
+    assert [partition_for(c, 4) for c in ("a", "b", "541312140", "user-42")] == [3, 1, 1, 3]
+    assert all(0 <= partition_for(str(i), 7) < 7 for i in range(1000))
