@@ -87,7 +87,9 @@ SEGMENT_BATCH: dict[str, Any] = {
 }  # fmt: skip
 
 
-def test_batch_with_basic_auth(client: TestClient, rclient: redis.Redis, settings: Settings) -> None:
+def test_batch_with_basic_auth(
+    client: TestClient, rclient: redis.Redis, settings: Settings
+) -> None:
     r = client.post("/v1/batch", json=SEGMENT_BATCH, headers=basic(WRITE_KEY))
     assert r.status_code == 200, r.text
     assert r.json() == {"success": True, "accepted": 3, "rejected": []}

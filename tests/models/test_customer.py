@@ -112,7 +112,7 @@ def test_dedupe_window_expires() -> None:
     state = fold(events, params)
     # only the last window's ids are kept, so state stays small on busy customers
     assert len(state.seen) < 70
-    again, changed = step(state, events[-1], params)
+    _again, changed = step(state, events[-1], params)
     assert not changed
 
 
