@@ -1,0 +1,28 @@
+# One image, two commands:
+#   docker run -p 8000:8000 -e NUDGE_REDIS_URL=... -e NUDGE_WRITE_KEYS=... -e NUDGE_API_KEYS=... \
+#              -e NUDGE_ADMIN_KEYS=... nudge                       # the API (default command)
+#   docker run -v nudge-recovery:/data -e NUDGE_REDIS_URL=... nudge nudge dataflow
+FROM python:3.12-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY config ./config
+COPY models ./models
+COPY dataflows ./dataflows
+COPY api ./api
+COPY cli ./cli
+RUN python -m venv /opt/nudge && /opt/nudge/bin/pip install .
+
+FROM python:3.12-slim-bookworm
+RUN useradd --system --uid 10001 --home-dir /data --create-home nudge
+COPY --from=build /opt/nudge /opt/nudge
+ENV PATH=/opt/nudge/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    NUDGE_API_HOST=0.0.0.0 \
+    NUDGE_API_PORT=8000 \
+    NUDGE_RECOVERY_DIR=/data/recovery
+USER nudge
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 8000
+CMD ["nudge", "api"]

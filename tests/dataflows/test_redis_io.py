@@ -1,0 +1,98 @@
+"""The Redis connectors against a real Redis: reads, resume, back-off, dead letters, trimming."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from dataflows.redis_io import RedisProfileSink, RedisStreamSource
+from models.codec import ENTRY_FIELD, encode_entry
+from models.events import Event
+from models.keys import PROFILE_FIELD, Keys
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def events(n: int, start: int = 0) -> list[Event]:
+    return [
+        Event("track", f"m{i}", i, i, "web", user_id=f"u{i % 3}", event="E")
+        for i in range(start, start + n)
+    ]
+
+
+def add(client: redis.Redis, stream: str, evs: list[Event]) -> str:
+    return client.xadd(stream, {ENTRY_FIELD: encode_entry(evs)}).decode()
+
+
+def part(client: redis.Redis, prefix: str, resume: str | None = None, trim_after: float = 60.0):  # type: ignore[no-untyped-def]
+    keys = Keys(prefix)
+    src = RedisStreamSource(
+        lambda: client, keys, 1, count=2, backoff_s=0.05, trim_after_s=trim_after
+    )
+    p = src.build_part("read_events", keys.events(0), resume)
+    clock = Clock()
+    p._clock = clock
+    return keys, p, clock
+
+
+def test_reads_in_order_resumes_and_backs_off(rclient: redis.Redis, prefix: str) -> None:
+    keys, p, _ = part(rclient, prefix)
+    stream = keys.events(0)
+    ids = [add(rclient, stream, events(2, 2 * i)) for i in range(3)]
+    assert [e.message_id for e in p.next_batch()] == ["m0", "m1", "m2", "m3"]  # count=2 entries
+    assert p.next_awake() is None
+    assert p.snapshot() == ids[1]
+    # a new partition resuming from the snapshot reads only what follows
+    _, q, _ = part(rclient, prefix, resume=ids[1])
+    assert [e.message_id for e in q.next_batch()] == ["m4", "m5"]
+    assert q.next_batch() == []
+    assert q.next_awake() is not None  # idle: wait before the next read
+
+
+def test_undecodable_entry_is_dead_lettered_not_fatal(rclient: redis.Redis, prefix: str) -> None:
+    keys, p, _ = part(rclient, prefix)
+    stream = keys.events(0)
+    rclient.xadd(stream, {ENTRY_FIELD: b"\xc1 not msgpack"})
+    add(rclient, stream, events(1))
+    assert [e.message_id for e in p.next_batch()] == ["m0"]
+    (dl,) = rclient.xrange(keys.deadletter())
+    assert b"could not decode" in dl[1][b"reason"]
+
+
+def test_trim_only_behind_old_snapshots(rclient: redis.Redis, prefix: str) -> None:
+    keys, p, clock = part(rclient, prefix, trim_after=60)
+    stream = keys.events(0)
+    ids = [add(rclient, stream, events(1, i)) for i in range(6)]
+    p.next_batch()
+    first = p.snapshot()  # covers ids[0..1] at t=1000
+    assert first == ids[1]
+    clock.t += 30
+    p.next_batch()
+    p.snapshot()  # covers ids[2..3] at t=1030
+    assert rclient.xlen(stream) == 6  # nothing is old enough yet
+    clock.t += 31  # the t=1000 snapshot is now 61 s old
+    p.snapshot()
+    remaining = [eid.decode() for eid, _ in rclient.xrange(stream)]
+    assert remaining == ids[1:]  # MINID keeps the snapshot's own id and everything unread
+    assert rclient.hget(keys.progress(), stream).decode() == ids[1]
+    # entries not yet read are never trimmed, however old the snapshots get
+    clock.t += 1000
+    p.snapshot()
+    p.snapshot()
+    assert [eid.decode() for eid, _ in rclient.xrange(stream)][-2:] == ids[4:]
+
+
+def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    sink = RedisProfileSink(lambda: rclient, keys).build("write_profiles", 0, 1)
+    sink.write_batch([("a", b"1"), ("b", b"2"), ("a", b"3")])
+    assert rclient.hget(keys.profile("a"), PROFILE_FIELD) == b"3"
+    assert rclient.hget(keys.profile("b"), PROFILE_FIELD) == b"2"
