@@ -13,7 +13,6 @@ import redis
 from cli.embedded import RedisServer
 from config.settings import Settings
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXCERPT = Path(__file__).resolve().parents[1] / "cli" / "data" / "rees46_excerpt.csv.gz"
 WRITE_KEY, API_KEY, ADMIN_KEY = "wk-test", "ak-test", "admin-test"
 
@@ -58,6 +57,6 @@ def settings(redis_url: str, prefix: str, tmp_path: Path) -> Settings:
 
 
 def rees46_path() -> Path:
-    """The full REES46 sample when ../shared is present, else the excerpt shipped in cli/."""
-    full = DATA / "rees46_oct2019_head" / "events.csv.gz"
-    return full if full.exists() else EXCERPT
+    """The first 6,000 rows of the REES46 sample, shipped in cli/data (tests do not depend on
+    ../shared being present)."""
+    return EXCERPT

@@ -68,7 +68,7 @@ def test_demo_runs_the_whole_engine(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "nudge is up" in out.stderr
-    assert "2,000 accepted, 0 rejected" in out.stderr
+    assert "6,000 accepted, 0 rejected" in out.stderr
     profiles = re.findall(r'"customer_id": "(\d+)"', out.stdout)
     assert len(profiles) == 3
     assert "curl -s -H 'Authorization: Bearer" in out.stdout

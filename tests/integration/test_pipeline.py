@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,28 +200,32 @@ def test_sigkill_mid_replay_then_restart_gives_identical_profiles(
         df.stop()
     calm_blobs = profiles(rclient, Keys(calm.key_prefix), users)
 
-    # the interrupted run: SIGKILL while events are still arriving, restart, finish
+    # the interrupted run, killed twice: once as soon as it starts writing profiles (mid-batch,
+    # perhaps before any snapshot), once right after the second half arrives (mid-replay, with
+    # snapshots behind it); each time restarted
     keys = Keys(settings.key_prefix)
+    half = len(bodies) // 2
     df = Dataflow(settings).start()
-    feeder = threading.Thread(target=ingest, args=(settings, bodies, 0.03))
-    feeder.start()
-    try:
-        deadline = time.monotonic() + 60
-        while sum(b is not None for b in profiles(rclient, keys, users).values()) < len(users) // 3:
-            assert time.monotonic() < deadline, "the dataflow made no progress"
-            time.sleep(0.05)
-        time.sleep(1.2)  # let a few epochs be snapshotted
-        df.kill()
-        partial = sum(b is not None for b in profiles(rclient, keys, users).values())
-        assert partial < len(users), "the kill landed after the replay; nothing was tested"
-        snaps = sum(
-            sqlite3.connect(db).execute("SELECT count(*) FROM snaps").fetchone()[0]
-            for db in settings.recovery_dir.glob("*.sqlite3")
-        )
-        assert snaps > 0, "no recovery snapshot was written before the kill"
-        df = Dataflow(settings).start()
-    finally:
-        feeder.join()
+    ingest(settings, bodies[:half])
+    deadline = time.monotonic() + 60
+    while not any(profiles(rclient, keys, users).values()):
+        assert time.monotonic() < deadline, "the dataflow made no progress"
+        time.sleep(0.01)
+    df.kill()
+    partial = sum(b is not None for b in profiles(rclient, keys, users).values())
+    assert partial < len(users), "the kill landed after the replay; nothing was tested"
+
+    df = Dataflow(settings).start()
+    time.sleep(4 * settings.epoch_s)  # recover, catch up and snapshot a few epochs
+    ingest(settings, bodies[half:])
+    df.kill()
+    snaps = sum(
+        sqlite3.connect(db).execute("SELECT count(*) FROM snaps").fetchone()[0]
+        for db in settings.recovery_dir.glob("*.sqlite3")
+    )
+    assert snaps > 0, "no recovery snapshot was written before the kill"
+
+    df = Dataflow(settings).start()
     try:
         wait_for(rclient, keys, expected, timeout=90)
     finally:
