@@ -89,7 +89,7 @@ def dataflow(
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
-    from dataflows.flow import build_flow
+    from dataflows.flow import build_flow, tune_gc
 
     s = _settings()
     try:
@@ -104,6 +104,7 @@ def dataflow(
             init_db_dir(db, s.recovery_partitions)
             console.print(f"initialised {s.recovery_partitions} recovery partition(s) in {db}")
         recovery_config = RecoveryConfig(str(db))
+    tune_gc()
     try:
         cli_main(
             flow,
