@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import orjson
 import redis.asyncio as aioredis
 
 from models.codec import ENTRY_FIELD, encode_entry
@@ -70,10 +69,3 @@ class Store:
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
-
-
-def raw_json(item: object) -> bytes:
-    try:
-        return orjson.dumps(item)
-    except TypeError:
-        return repr(item).encode()

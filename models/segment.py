@@ -8,6 +8,7 @@ batch's top-level `context` is merged under each item's own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -16,6 +17,9 @@ from models import NudgeError
 from models.events import CHANNEL_ALIASES, CHANNEL_RE, TYPES, Event
 
 MAX_ID_LEN: Final = 256
+# event times outside these bounds are refused (1970-01-01 .. 2100-01-01, in ms)
+MIN_TIME_MS: Final = 0
+MAX_TIME_MS: Final = 4_102_444_800_000
 MAX_NAME_LEN: Final = 256
 # numeric e-commerce properties that must be numbers when present
 NUMERIC_PROPS: Final = ("price", "quantity", "revenue", "total", "value", "subtotal")
@@ -31,7 +35,7 @@ class InvalidEvent(NudgeError):
 
 
 def parse_time(value: Any, field: str) -> int:
-    """ISO-8601 (or epoch milliseconds) → epoch milliseconds; naive times are taken as UTC.
+    """ISO-8601 → epoch milliseconds; naive times are taken as UTC, 1970..2100 only.
 
     >>> parse_time("2019-10-01T00:00:00Z", "timestamp")
     1569888000000
@@ -39,21 +43,20 @@ def parse_time(value: Any, field: str) -> int:
     1569888000000
     """
     if isinstance(value, datetime):  # msgpack timestamps arrive decoded
-        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return int(dt.timestamp() * 1000)
-    if isinstance(value, bool):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InvalidEvent(field, f"{value[:40]!r} is not an ISO-8601 date-time") from exc
+    else:
         raise InvalidEvent(field, "must be an ISO-8601 string")
-    if isinstance(value, int | float):
-        return int(value)
-    if not isinstance(value, str):
-        raise InvalidEvent(field, "must be an ISO-8601 string")
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidEvent(field, f"{value[:40]!r} is not an ISO-8601 date-time") from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    ms = int(dt.timestamp() * 1000)
+    if not MIN_TIME_MS <= ms < MAX_TIME_MS:
+        raise InvalidEvent(field, f"{value!s:.40} is outside 1970..2100")
+    return ms
 
 
 def _opt_id(item: Mapping[str, Any], field: str) -> str | None:
@@ -102,11 +105,13 @@ def _check_numbers(props: dict[str, Any], prefix: str) -> None:
             continue
         if isinstance(value, str):
             try:
-                props[name] = float(value)
+                value = props[name] = float(value)
             except ValueError as exc:
                 raise InvalidEvent(f"{prefix}.{name}", "must be a number") from exc
         elif isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidEvent(f"{prefix}.{name}", "must be a number")
+        if not math.isfinite(value):
+            raise InvalidEvent(f"{prefix}.{name}", "must be a finite number")
     products = props.get("products")
     if products is not None:
         if not isinstance(products, list):

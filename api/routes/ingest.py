@@ -20,7 +20,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 
 from api.deps import SettingsDep, StoreDep, check_write_key
 from api.schemas import ErrorResponse, IngestResponse, RejectedEvent
-from api.store import Rejected, raw_json
+from api.store import Rejected
 from models.events import Event
 from models.segment import InvalidEvent, normalize, parse_time
 
@@ -102,7 +102,21 @@ def _validate(
     events: list[Event] = []
     rejected: list[Rejected] = []
     for index, item in enumerate(items):
-        raw = raw_json(item)
+        try:
+            raw = orjson.dumps(item)
+        except TypeError:
+            # msgpack can carry what JSON cannot (binary, non-string keys): refuse it here so
+            # that every stored event can be read back as JSON
+            rejected.append(
+                Rejected(
+                    index,
+                    "(event)",
+                    "holds values JSON cannot represent "
+                    "(binary data, non-string keys or huge integers)",
+                    repr(item).encode()[:max_event_bytes],
+                )
+            )
+            continue
         try:
             if len(raw) > max_event_bytes:
                 raise InvalidEvent("(event)", f"event is larger than {max_event_bytes} bytes")
@@ -278,7 +292,7 @@ async def native(
         )
     body = await _read_body(request, settings.max_batch_bytes, None)
     try:
-        items = msgpack.unpackb(body, raw=False, timestamp=3)
+        items = msgpack.unpackb(body, raw=False, timestamp=3, strict_map_key=False)
     except Exception as exc:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, f"body is not valid msgpack: {exc}"

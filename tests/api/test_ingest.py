@@ -139,6 +139,35 @@ def test_native_msgpack(client: TestClient, rclient: redis.Redis, settings: Sett
     assert len(stored(rclient, settings)) == 50
 
 
+def test_native_refuses_what_json_cannot_hold(
+    client: TestClient, rclient: redis.Redis, settings: Settings
+) -> None:
+    calls = [
+        {"type": "track", "event": "E", "userId": "u1", "properties": {"blob": b"\x00\x01"}},
+        {"type": "track", "event": "E", "userId": "u2", "properties": {1: "int key"}},
+        {"type": "track", "event": "E", "userId": "u3", "properties": {"price": float("nan")}},
+        {"type": "track", "event": "E", "userId": "u4"},
+    ]
+    r = client.post(
+        "/v1/events",
+        content=msgpack.packb(calls),
+        headers={**basic(WRITE_KEY), "Content-Type": "application/msgpack"},
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["accepted"] == 1
+    assert [x["field"] for x in out["rejected"]] == ["(event)", "(event)", "properties.price"]
+    assert [e.user_id for e in stored(rclient, settings)] == ["u4"]
+    r = client.post(
+        "/v1/events",
+        content=b"\xc1",
+        headers={**basic(WRITE_KEY), "Content-Type": "application/msgpack"},
+    )
+    assert r.status_code == 400 and "not valid msgpack" in r.text
+    r = client.post("/v1/events", content=b"[]", headers=basic(WRITE_KEY))
+    assert r.status_code == 415
+
+
 def test_mixed_batch_keeps_every_valid_event(
     client: TestClient, rclient: redis.Redis, settings: Settings
 ) -> None:

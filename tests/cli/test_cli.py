@@ -104,3 +104,45 @@ def test_rees46_rows_become_segment_calls() -> None:
     assert calls[0]["properties"]["brand"] == "shiseido"
     # the same file twice gives the same messageIds (replays are idempotent)
     assert [c["messageId"] for c in calls] == [c["messageId"] for _, c in read_calls(EXCERPT, 5)]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up", "--port", str(port), "--data-dir", str(tmp_path)],
+        env={**clean, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    err = proc.stderr.read() if proc.stderr else ""
+    assert "write key" in err and "API key" in err
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+    # the embedded redis-server is gone too
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path / "redis") not in ps

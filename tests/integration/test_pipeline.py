@@ -26,7 +26,7 @@ from cli.datasets import read_calls
 from config.settings import Settings
 from models.keys import PROFILE_FIELD, Keys
 from models.profile import decode_profile
-from tests.conftest import WRITE_KEY, rees46_path
+from tests.conftest import API_KEY, WRITE_KEY, rees46_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -231,3 +231,58 @@ def test_sigkill_mid_replay_then_restart_gives_identical_profiles(
     finally:
         df.stop()
     assert profiles(rclient, keys, users) == calm_blobs
+
+
+def test_segment_batches_become_the_expected_profile(
+    settings: Settings, dataflow: Dataflow
+) -> None:
+    """Segment's wire format, each auth style and gzip, through the real flow to the profile."""
+    import gzip as gz
+
+    import orjson
+
+    t = "2024-05-01T12:00:0{}Z"
+    calls = [
+        {"type": "identify", "userId": "c1", "traits": {"name": "Peter"}, "timestamp": t.format(0),
+         "messageId": "m0", "context": {"library": {"name": "analytics-node"}}},
+        {"type": "track", "userId": "c1", "event": "Product Viewed", "messageId": "m1",
+         "properties": {"product_id": "G-32", "category": "Games", "brand": "Hasbro"},
+         "timestamp": t.format(1)},
+        {"type": "track", "userId": "c1", "event": "Product Added", "messageId": "m2",
+         "properties": {"product_id": "G-32", "price": 18.99, "quantity": 2},
+         "timestamp": t.format(2)},
+        {"type": "screen", "userId": "c1", "name": "Cart", "messageId": "m3",
+         "timestamp": t.format(3)},
+    ]  # fmt: skip
+    dataflow.start()
+    with TestClient(create_app(settings)) as api:
+        # Basic auth, plain JSON
+        r = api.post("/v1/batch", json={"batch": calls[:2]}, auth=(WRITE_KEY, ""))
+        assert r.status_code == 200, r.text
+        # writeKey in the body, gzip; the first call again (a retry) counts once
+        body = gz.compress(orjson.dumps({"batch": calls[:4], "writeKey": WRITE_KEY}))
+        r = api.post(
+            "/v1/batch",
+            content=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 60
+        while True:
+            r = api.get("/v1/customers/c1", headers={"Authorization": f"Bearer {API_KEY}"})
+            if r.status_code == 200 and r.json()["events"]["total"] == 4:
+                break
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.1)
+    prof = r.json()
+    assert prof["events"]["by_type"] == {
+        "Product Added": 1, "Product Viewed": 1, "identify": 1, "screen": 1,
+    }  # fmt: skip
+    assert prof["traits"] == {"name": "Peter"}
+    assert prof["cart"]["items"] == [{"product_id": "G-32", "quantity": 2.0, "price": 18.99}]
+    assert prof["cart"]["value"] == 37.98
+    assert prof["recent_products"] == ["G-32"]
+    assert list(prof["affinity"]["categories"]) == ["Games"]
+    assert prof["channels"] == {"app": "2024-05-01T12:00:03Z", "web": "2024-05-01T12:00:02Z"}
+    assert prof["sessions"]["count"] == 1
+    assert prof["first_seen"] == "2024-05-01T12:00:00Z"

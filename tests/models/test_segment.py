@@ -104,6 +104,14 @@ def test_endpoint_type_is_implied() -> None:
         ({"type": "track", "userId": "u", "event": "E", "context": {"channel": "Web Site!"}},
          "context.channel"),
         ({"type": "identify", "userId": "u", "traits": "vip"}, "traits"),
+        ({"type": "track", "userId": "u", "event": "E", "timestamp": "3019-01-01T00:00:00Z"},
+         "timestamp"),
+        ({"type": "track", "userId": "u", "event": "E", "timestamp": 1700000000},
+         "timestamp"),
+        ({"type": "track", "userId": "u", "event": "E", "properties": {"price": float("nan")}},
+         "properties.price"),
+        ({"type": "track", "userId": "u", "event": "E", "properties": {"total": "inf"}},
+         "properties.total"),
     ],
 )  # fmt: skip
 def test_invalid_events_name_the_field(item: Any, field: str) -> None:
