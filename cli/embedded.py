@@ -43,7 +43,7 @@ class RedisServer:
     """A redis-server child process; `stop()` (or the context manager) shuts it down."""
 
     def __init__(self, directory: Path, port: int | None = None, *, aof: bool = True) -> None:
-        self.directory = Path(directory)
+        self.directory = Path(directory).resolve()
         self.port = port or free_port()
         self.aof = aof
         self.proc: subprocess.Popen[bytes] | None = None
