@@ -261,7 +261,6 @@ def demo(
     import httpx
     import redis
 
-    from cli.datasets import read_calls
     from cli.status import wait_caught_up
     from models.keys import Keys
 
@@ -274,10 +273,7 @@ def demo(
         if not wait_caught_up(client, Keys(s.key_prefix), s.partitions):
             console.print("[yellow]the dataflow has not caught up after 120 s[/yellow]")
         time.sleep(1.0)
-        counts: dict[str, int] = {}
-        for _, call in read_calls(path):
-            counts[call["userId"]] = counts.get(call["userId"], 0) + 1
-        top = sorted(counts, key=lambda u: -counts[u])[:3]
+        top = _showcase(path)
         auth = {"Authorization": f"Bearer {engine.api_key}"}
         for cid in top:
             prof = httpx.get(f"{engine.url}/v1/customers/{cid}", headers=auth, timeout=5).json()
@@ -298,6 +294,29 @@ def demo(
             engine.wait()
     finally:
         engine.stop()
+
+
+def _showcase(path: Path) -> list[str]:
+    """Three customers worth a look: the most active, one with an order, one with a cart."""
+    from cli.datasets import read_calls
+
+    counts: dict[str, int] = {}
+    buyers: list[str] = []
+    carts: list[str] = []
+    for _, call in read_calls(path):
+        user = call["userId"]
+        counts[user] = counts.get(user, 0) + 1
+        event = call.get("event")
+        if event == "Order Completed":
+            buyers.append(user)
+        elif event == "Product Added":
+            carts.append(user)
+    picks = [max(counts, key=lambda u: (counts[u], u))]
+    for group in (buyers, [u for u in carts if u not in buyers]):
+        best = max(group, key=lambda u: (counts[u], u), default=None)
+        if best is not None and best not in picks:
+            picks.append(best)
+    return picks
 
 
 def _summary(prof: dict[str, Any]) -> dict[str, Any]:
