@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event
-from models.keys import PROFILE_FIELD, Keys, partition_for
+from models.keys import Keys, partition_for
 
 
 @dataclass(slots=True)
@@ -63,7 +63,7 @@ class Store:
             await pipe.execute()
 
     async def profile_blob(self, customer_id: str) -> bytes | None:
-        blob = await self.client.hget(self.keys.profile(customer_id), PROFILE_FIELD)
+        blob = await self.client.get(self.keys.profile(customer_id))
         assert blob is None or isinstance(blob, bytes)
         return blob
 

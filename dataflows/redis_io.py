@@ -18,11 +18,12 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
 from models.events import Event
-from models.keys import PROFILE_FIELD, Keys
+from models.keys import Keys
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.2
+MSET_CHUNK = 1000
 
 ClientFactory = Callable[[], "redis.Redis"]
 
@@ -163,10 +164,23 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, bytes]]):
         self._keys = keys
 
     def write_batch(self, items: list[tuple[str, bytes]]) -> None:
-        latest: dict[str, bytes] = dict(items)  # several updates of one customer: keep the last
+        # Several updates of one customer in a batch: the last one wins. MSET costs ~1 us a
+        # key against ~5 us for a pipelined SET/HSET per key (redis-py's per-command cost);
+        # chunks keep each command short so Redis never stalls on one.
+        profile = self._keys.profile
+        latest = {profile(cid): blob for cid, blob in items}
+        if len(latest) <= MSET_CHUNK:
+            self._r.mset(latest)
+            return
         pipe = self._r.pipeline(transaction=False)
-        for customer_id, blob in latest.items():
-            pipe.hset(self._keys.profile(customer_id), PROFILE_FIELD, blob)
+        chunk: dict[str, bytes] = {}
+        for key, blob in latest.items():
+            chunk[key] = blob
+            if len(chunk) == MSET_CHUNK:
+                pipe.mset(chunk)
+                chunk = {}
+        if chunk:
+            pipe.mset(chunk)
         pipe.execute()
 
     def close(self) -> None:

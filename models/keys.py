@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Final
 
 LAYOUT_VERSION: Final = "v1"
-PROFILE_FIELD: Final = b"p"
 
 
 def partition_for(customer_key: str, partitions: int) -> int:
@@ -50,12 +49,14 @@ class Keys:
         return f"{self.base}:deadletter"
 
     def profile(self, customer_id: str) -> str:
-        """Hash holding the customer's profile blob (field ``p``).
+        """String key holding the customer's profile blob (msgpack, `models.profile`).
+
+        A plain string, so the dataflow writes a whole batch of profiles with one MSET.
 
         >>> Keys().profile("u1")
-        'nudge:v1:c:{u1}'
+        'nudge:v1:c:{u1}:profile'
         """
-        return f"{self.base}:c:{{{customer_id}}}"
+        return f"{self.base}:c:{{{customer_id}}}:profile"
 
     def progress(self) -> str:
         """Hash: stream key → last id durably processed (snapshotted); `read_field(stream)` →

@@ -8,7 +8,7 @@ import redis
 from dataflows.redis_io import RedisProfileSink, RedisStreamSource
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event
-from models.keys import PROFILE_FIELD, Keys
+from models.keys import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -94,5 +94,13 @@ def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix:
     keys = Keys(prefix)
     sink = RedisProfileSink(lambda: rclient, keys).build("write_profiles", 0, 1)
     sink.write_batch([("a", b"1"), ("b", b"2"), ("a", b"3")])
-    assert rclient.hget(keys.profile("a"), PROFILE_FIELD) == b"3"
-    assert rclient.hget(keys.profile("b"), PROFILE_FIELD) == b"2"
+    assert rclient.get(keys.profile("a")) == b"3"
+    assert rclient.get(keys.profile("b")) == b"2"
+    many = [(f"c{i}", str(i).encode()) for i in range(2500)]  # more than one MSET chunk
+    sink.write_batch(many)
+    assert rclient.mget([keys.profile(f"c{i}") for i in (0, 999, 1000, 2499)]) == [
+        b"0",
+        b"999",
+        b"1000",
+        b"2499",
+    ]

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from cli.datasets import read_calls
 from config.settings import Settings
-from models.keys import PROFILE_FIELD, Keys
+from models.keys import Keys
 from models.profile import decode_profile
 from tests.conftest import API_KEY, WRITE_KEY, rees46_path
 
@@ -69,10 +69,7 @@ def expected_from_csv(path: Path, rows: int) -> dict[str, dict[str, Any]]:
 
 
 def profiles(client: redis.Redis, keys: Keys, users: list[str]) -> dict[str, bytes | None]:
-    pipe = client.pipeline(transaction=False)
-    for u in users:
-        pipe.hget(keys.profile(u), PROFILE_FIELD)
-    return dict(zip(users, pipe.execute(), strict=True))
+    return dict(zip(users, client.mget([keys.profile(u) for u in users]), strict=True))
 
 
 def mismatches(blobs: dict[str, bytes | None], expected: dict[str, dict[str, Any]]) -> list[str]:

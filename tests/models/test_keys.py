@@ -1,6 +1,6 @@
 """Golden tests: the Redis key layout is a contract with running deployments."""
 
-from models.keys import PROFILE_FIELD, Keys, partition_for
+from models.keys import Keys, partition_for
 
 
 def test_keys_are_pinned() -> None:
@@ -8,10 +8,9 @@ def test_keys_are_pinned() -> None:
     assert k.events(0) == "nudge:v1:events:{p0}"
     assert k.all_events(2) == ["nudge:v1:events:{p0}", "nudge:v1:events:{p1}"]
     assert k.deadletter() == "nudge:v1:deadletter"
-    assert k.profile("541312140") == "nudge:v1:c:{541312140}"
+    assert k.profile("541312140") == "nudge:v1:c:{541312140}:profile"
     assert k.progress() == "nudge:v1:progress"
     assert Keys.read_field(k.events(1)) == "nudge:v1:events:{p1}:read"
-    assert PROFILE_FIELD == b"p"
 
 
 def test_partition_is_stable_crc32() -> None:
