@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,14 @@ class Engine:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> Engine:
+        """Start everything; on any failure or interrupt, stop what was started and re-raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Engine:
         s = self.settings
         redis_url = s.redis_url
         if redis_url is None:
@@ -73,7 +82,6 @@ class Engine:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"the API did not answer on {self.url} within {timeout:.0f} s")
 
     def check(self) -> None:
@@ -96,19 +104,34 @@ class Engine:
             self.stop()
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
-        if self.redis is not None:
-            self.redis.stop()
-            self.redis = None
+        """Stop the children (SIGINT, then SIGKILL after 15 s) and the embedded Redis. A second
+        Ctrl-C while stopping does not cut this short and leave orphans behind."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            for proc in self.procs.values():
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            self.procs.clear()
+            if self.redis is not None:
+                self.redis.stop()
+                self.redis = None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (docker stop, kill, systemd) like Ctrl-C: a clean stop of everything."""
+
+    def handler(signum: int, frame: types.FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _first(keys: tuple[object, ...]) -> str | None:

@@ -89,7 +89,8 @@ def dataflow(
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
-    from dataflows.flow import build_flow, tune_gc
+    from config.runtime import tune_gc
+    from dataflows.flow import build_flow
 
     s = _settings()
     try:
@@ -205,12 +206,15 @@ def lag_cmd() -> None:
 
 
 def _start_engine(port: int, data_dir: Path) -> Any:
-    from cli.engine import Engine
+    from cli.engine import Engine, interrupt_on_sigterm
 
     s = _settings()
+    interrupt_on_sigterm()
     engine = Engine(s, data_dir=data_dir, host=s.api_host, port=port or s.api_port)
     try:
-        engine.start()
+        engine.start()  # stops what it started if it fails or is interrupted
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
     except Exception as exc:
         raise _fail(exc) from exc
     where = "embedded, " + engine.redis.url if engine.redis else "NUDGE_REDIS_URL"
@@ -292,6 +296,8 @@ def demo(
         if not exit_after:
             console.print("Serving. Ctrl-C stops everything.")
             engine.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         engine.stop()
 

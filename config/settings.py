@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     )
 
     # --- dataflow ---------------------------------------------------------------------------
-    read_count: int = Field(default=500, ge=1, description="Stream entries per XREAD.")
+    read_events: int = Field(
+        default=5000, ge=1, description="Events per XREAD, about (the entry count adapts)."
+    )
     idle_backoff_ms: int = Field(default=50, ge=1, le=5000)
     epoch_s: float = Field(default=2.0, gt=0, description="Bytewax epoch (snapshot) interval.")
     recovery_dir: Path = Field(default=Path(".nudge/recovery"))

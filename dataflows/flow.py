@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import bytewax.operators as op
@@ -16,24 +15,12 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from config import Settings, get_settings
+from config.runtime import tune_gc
 from dataflows.redis_io import RedisProfileSink, RedisStreamSource, client_factory
 from models.customer import CustomerState, ProfileParams, decode_state, encode_state, step
 from models.events import Event
 from models.keys import Keys
 from models.profile import encode_profile
-
-
-def tune_gc() -> None:
-    """Make CPython's cyclic GC fit a process holding millions of long-lived state objects.
-
-    With the default thresholds (700, 10, 10) every few thousand allocations trigger a young
-    collection and full collections rescan all live customer states; on the REES46 + Taobao
-    replay this halves the throughput of the transition. State objects hold no cycles, so
-    collecting rarely loses nothing.
-    """
-    gc.collect()
-    gc.freeze()  # what exists at start (modules, settings) is never collected
-    gc.set_threshold(50_000, 50, 100)
 
 
 def profile_params(settings: Settings) -> ProfileParams:
@@ -74,24 +61,31 @@ class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
         return encode_state(self.state)
 
 
+def redis_source(settings: Settings) -> RedisStreamSource:
+    """The event streams of `settings`, one Bytewax partition per stream partition."""
+    return RedisStreamSource(
+        client_factory(settings.require_redis()),
+        Keys(settings.key_prefix),
+        settings.partitions,
+        read_events=settings.read_events,
+        backoff_s=settings.idle_backoff_ms / 1000,
+        trim_after_s=settings.trim_after_s,
+    )
+
+
+def redis_sink(settings: Settings) -> RedisProfileSink:
+    """The profile keys of `settings`."""
+    return RedisProfileSink(client_factory(settings.require_redis()), Keys(settings.key_prefix))
+
+
 def build_flow(
     settings: Settings,
     source: Source[Event] | None = None,
     sink: Sink[tuple[str, bytes]] | None = None,
 ) -> Dataflow:
     """Build the dataflow. Tests pass a `TestingSource`/`TestingSink`; production uses Redis."""
-    keys = Keys(settings.key_prefix)
-    if source is None or sink is None:
-        make_client = client_factory(settings.require_redis())
-        source = source or RedisStreamSource(
-            make_client,
-            keys,
-            settings.partitions,
-            count=settings.read_count,
-            backoff_s=settings.idle_backoff_ms / 1000,
-            trim_after_s=settings.trim_after_s,
-        )
-        sink = sink or RedisProfileSink(make_client, keys)
+    source = source or redis_source(settings)
+    sink = sink or redis_sink(settings)
     params = profile_params(settings)
 
     flow = Dataflow("nudge")
@@ -108,5 +102,6 @@ def __getattr__(name: str) -> Any:
     # `flow` for `python -m bytewax.run dataflows.flow:flow`, built on first access so that
     # importing this module reads no environment and opens no connection.
     if name == "flow":
+        tune_gc()
         return build_flow(get_settings())
     raise AttributeError(name)

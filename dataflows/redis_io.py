@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.2
 MSET_CHUNK = 1000
+MAX_READ_ENTRIES = 1000
 
 ClientFactory = Callable[[], "redis.Redis"]
 
@@ -46,7 +47,7 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
         keys: Keys,
         stream: str,
         resume_id: str | None,
-        count: int,
+        read_events: int,
         backoff_s: float,
         trim_after_s: float,
         clock: Callable[[], float] = time.monotonic,
@@ -55,7 +56,10 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
         self._keys = keys
         self._stream = stream
         self._last_id = resume_id or "0-0"
-        self._count = count
+        # An entry holds one request's events for this partition (1 to 2,500): the XREAD
+        # COUNT adapts to the mean entry size so that a read brings about `read_events`.
+        self._read_events = read_events
+        self._count = max(1, min(MAX_READ_ENTRIES, read_events // 100))
         self._max_backoff = backoff_s
         self._backoff = 0.0
         self._awake: datetime | None = None
@@ -87,6 +91,8 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
             except (CodecError, KeyError) as exc:
                 self._dead_letter(entry_id, fields, exc)
         self._last_id = entries[-1][0].decode()
+        per_entry = max(1, len(out) // len(entries))
+        self._count = max(1, min(MAX_READ_ENTRIES, self._read_events // per_entry))
         return out
 
     def _dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
@@ -132,14 +138,14 @@ class RedisStreamSource(FixedPartitionedSource[Event, str]):
         keys: Keys,
         partitions: int,
         *,
-        count: int = 500,
+        read_events: int = 5000,
         backoff_s: float = 0.05,
         trim_after_s: float = 60.0,
     ) -> None:
         self._make_client = make_client
         self._keys = keys
         self._streams = keys.all_events(partitions)
-        self._count = count
+        self._read_events = read_events
         self._backoff_s = backoff_s
         self._trim_after_s = trim_after_s
 
@@ -152,7 +158,7 @@ class RedisStreamSource(FixedPartitionedSource[Event, str]):
             self._keys,
             for_part,
             resume_state,
-            self._count,
+            self._read_events,
             self._backoff_s,
             self._trim_after_s,
         )

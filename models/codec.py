@@ -50,22 +50,11 @@ def row_to_event(row: list[Any]) -> Event:
         raise CodecError(f"unknown event schema version {row[0] if row else None!r}")
     try:
         (_, code, mid, ts, rcv, ch, anon, uid, name_ev, name, prev, grp, props, traits, ctx) = row
+        # positional: this runs for every event the dataflow reads
         return Event(
-            type=TYPES[code],
-            message_id=mid,
-            timestamp=ts,
-            received_at=rcv,
-            channel=ch,
-            anonymous_id=anon,
-            user_id=uid,
-            event=name_ev,
-            name=name,
-            previous_id=prev,
-            group_id=grp,
-            properties=props or {},
-            traits=traits or {},
-            context=ctx or {},
-        )
+            TYPES[code], mid, ts, rcv, ch, anon, uid, name_ev, name, prev, grp,
+            props or {}, traits or {}, ctx or {},
+        )  # fmt: skip
     except (ValueError, IndexError, TypeError) as exc:
         raise CodecError(f"malformed event row: {exc}") from exc
 

@@ -380,9 +380,12 @@ def _settle(state: CustomerState, params: ProfileParams) -> None:
 # --- codecs --------------------------------------------------------------------------------
 
 
+_packer = msgpack.Packer(use_bin_type=True)
+
+
 def encode_state(s: CustomerState) -> bytes:
     """Full state → msgpack (recovery snapshots; never pickle)."""
-    return msgpack.packb(
+    return _packer.pack(
         [
             STATE_VERSION,
             s.customer_id,
@@ -409,8 +412,7 @@ def encode_state(s: CustomerState) -> bytes:
             s.traits_ts,
             s.seen,
             s.seen_cap,
-        ],
-        use_bin_type=True,
+        ]
     )
 
 

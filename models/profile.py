@@ -16,6 +16,7 @@ import msgpack
 from models.customer import CustomerState, ProfileParams, StateError
 
 TOP_AFFINITIES: Final = 10
+PROFILE_VERSION: Final = 1
 
 
 @dataclass(slots=True)
@@ -70,8 +71,33 @@ def to_profile(s: CustomerState, params: ProfileParams) -> Profile:
 
 
 def encode_profile(s: CustomerState, params: ProfileParams) -> bytes:
-    p = to_profile(s, params)
-    return msgpack.packb([PROFILE_VERSION, *(getattr(p, f) for f in _FIELDS)], use_bin_type=True)
+    """The profile blob, packed straight from the state (in `Profile`'s field order): this
+    runs once per changed customer per batch in the dataflow."""
+    return _packer.pack(
+        [
+            PROFILE_VERSION,
+            s.customer_id,
+            s.first_seen,
+            s.last_seen,
+            s.anchor,
+            params.half_life_ms,
+            params.session_gap_ms,
+            s.counts,
+            s.decayed,
+            s.categories,
+            s.brands,
+            s.sessions_closed + len(s.sessions),
+            s.sessions[-1] if s.sessions else None,
+            [pid for _, pid in reversed(s.recent)],
+            s.cart() if s.cart_log else s.cart_base,
+            s.cart_updated,
+            s.orders,
+            s.revenue,
+            s.last_order,
+            s.channels,
+            s.traits,
+        ]
+    )
 
 
 def decode_profile(data: bytes) -> Profile:
@@ -81,8 +107,7 @@ def decode_profile(data: bytes) -> Profile:
     return Profile(*row[1:])
 
 
-PROFILE_VERSION: Final = 1
-_FIELDS: Final = tuple(Profile.__slots__)
+_packer = msgpack.Packer(use_bin_type=True)
 
 
 def iso(ms: int | None) -> str | None:

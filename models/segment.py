@@ -125,6 +125,8 @@ def _check_numbers(props: dict[str, Any], prefix: str) -> None:
 def _merge_context(batch_ctx: Mapping[str, Any] | None, ctx: dict[str, Any]) -> dict[str, Any]:
     if not batch_ctx:
         return ctx
+    if not ctx:
+        return dict(batch_ctx)  # shallow: nested objects are shared, never mutated
     merged = dict(batch_ctx)
     for key, value in ctx.items():
         base = merged.get(key)

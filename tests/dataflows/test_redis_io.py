@@ -35,7 +35,7 @@ def add(client: redis.Redis, stream: str, evs: list[Event]) -> str:
 def part(client: redis.Redis, prefix: str, resume: str | None = None, trim_after: float = 60.0):  # type: ignore[no-untyped-def]
     keys = Keys(prefix)
     src = RedisStreamSource(
-        lambda: client, keys, 1, count=2, backoff_s=0.05, trim_after_s=trim_after
+        lambda: client, keys, 1, read_events=200, backoff_s=0.05, trim_after_s=trim_after
     )
     p = src.build_part("read_events", keys.events(0), resume)
     clock = Clock()
@@ -47,7 +47,7 @@ def test_reads_in_order_resumes_and_backs_off(rclient: redis.Redis, prefix: str)
     keys, p, _ = part(rclient, prefix)
     stream = keys.events(0)
     ids = [add(rclient, stream, events(2, 2 * i)) for i in range(3)]
-    assert [e.message_id for e in p.next_batch()] == ["m0", "m1", "m2", "m3"]  # count=2 entries
+    assert [e.message_id for e in p.next_batch()] == ["m0", "m1", "m2", "m3"]  # 2 entries
     assert p.next_awake() is None
     assert p.snapshot() == ids[1]
     # a new partition resuming from the snapshot reads only what follows
@@ -84,10 +84,13 @@ def test_trim_only_behind_old_snapshots(rclient: redis.Redis, prefix: str) -> No
     assert remaining == ids[1:]  # MINID keeps the snapshot's own id and everything unread
     assert rclient.hget(keys.progress(), stream).decode() == ids[1]
     # entries not yet read are never trimmed, however old the snapshots get
-    clock.t += 1000
-    p.snapshot()
-    p.snapshot()
-    assert [eid.decode() for eid, _ in rclient.xrange(stream)][-2:] == ids[4:]
+    unread = [add(rclient, stream, events(1, 10 + i)) for i in range(3)]
+    for _ in range(3):
+        clock.t += 1000
+        p.snapshot()
+    remaining = [eid.decode() for eid, _ in rclient.xrange(stream)]
+    assert remaining[-3:] == unread
+    assert remaining[0] == p.snapshot()  # trimmed up to what was read, not beyond
 
 
 def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix: str) -> None:

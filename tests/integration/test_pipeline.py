@@ -108,7 +108,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "NUDGE_RECOVERY_DIR": str(settings.recovery_dir),
         "NUDGE_EPOCH_S": str(settings.epoch_s),
         "NUDGE_IDLE_BACKOFF_MS": "20",
-        "NUDGE_READ_COUNT": "20",  # small reads: many epochs, so a kill lands mid-replay
+        "NUDGE_READ_EVENTS": "200",  # small reads: many batches, so a kill lands mid-replay
         "PYTHONPATH": str(ROOT),
     }
 
