@@ -90,7 +90,14 @@ def test_trim_only_behind_old_snapshots(rclient: redis.Redis, prefix: str) -> No
         p.snapshot()
     remaining = [eid.decode() for eid, _ in rclient.xrange(stream)]
     assert remaining[-3:] == unread
-    assert remaining[0] == p.snapshot()  # trimmed up to what was read, not beyond
+    # the newest snapshot is only trimmed to once a later one exists: always conservative
+    assert remaining[0] == ids[1]
+    p.next_batch()
+    clock.t += 61
+    p.snapshot()
+    clock.t += 61
+    p.snapshot()
+    assert [eid.decode() for eid, _ in rclient.xrange(stream)][0] == ids[5]
 
 
 def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix: str) -> None:
