@@ -7,6 +7,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -74,7 +75,77 @@ def header(title: str, module: str) -> str:
         f"bytewax {_version('bytewax')}, redis-py {_version('redis')}, "
         f"hiredis {_version('hiredis')}, redis-server {redis_version()}",
     ]
+    lines.append(
+        f"speed     {speed_index():.1f} M loop iterations/s (pure-Python calibration; compare "
+        "between runs: this VM's speed varies by ±25% with its host's load)"
+    )
+    load = os.getloadavg()
+    busy = cpu_busy()
+    warn = "  WARNING: the machine is busy, figures are biased low" if busy > 0.1 else ""
+    lines.append(
+        f"load      {100 * busy:.0f}% of all CPUs busy in the second before start; load average "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}{warn}"
+    )
     return "\n".join(lines)
+
+
+def speed_index(iterations: int = 1_000_000) -> float:
+    """Millions of iterations per second of a fixed pure-Python loop (best of 3)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        acc = 0
+        for i in range(iterations):
+            acc += i & 7
+        best = min(best, time.perf_counter() - start)
+    return iterations / best / 1e6
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat (guest time is already
+    inside user time; steal time is neither)."""
+    with Path("/proc/stat").open() as f:
+        user, nice, system, idle, iowait, irq, softirq = (int(v) for v in f.readline().split()[1:8])
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy over the next `seconds` (others' load before a bench), 0..1."""
+    try:
+        busy0, total0 = _cpu_times()
+        time.sleep(seconds)
+        busy1, total1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+class CpuWindow:
+    """Measures, over a `with` block, how many cores processes other than ours kept busy.
+
+    Ours are this process (all threads) and `pids` (e.g. redis-server, the API); whatever
+    else ran on the machine meanwhile competed with the bench for the CPUs."""
+
+    def __init__(self, pids: Sequence[int] = ()) -> None:
+        self.pids = list(pids)
+        self.others_cores = 0.0
+        self.seconds = 0.0
+
+    def _own(self) -> float:
+        return time.process_time() + sum(cpu_seconds(pid) for pid in self.pids)
+
+    def __enter__(self) -> CpuWindow:
+        self._busy0 = _cpu_times()[0]
+        self._own0 = self._own()
+        self._t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self._t0
+        busy = (_cpu_times()[0] - self._busy0) / os.sysconf("SC_CLK_TCK")
+        own = self._own() - self._own0
+        self.others_cores = max(0.0, busy - own) / max(1e-9, self.seconds)
 
 
 def table(rows: Sequence[Sequence[object]], head: Sequence[str]) -> str:

@@ -1,0 +1,538 @@
+"""Dataflow throughput per worker: REES46 + Taobao replay through the real nudge flow.
+
+``python -m bench.dataflow [--rounds 3] [--entry-events 1000] [--no-recovery-only] [--profile]``
+
+Pre-loads the two datasets into the event streams exactly as the API lays them out
+(`api.store.Store.append`: one entry per partition per request, `models.codec.encode_entry`,
+partition from `models.keys.partition_for`), then runs, with ONE Bytewax worker in this
+process (`bytewax.testing.run_main`):
+
+- nudge: `dataflows.flow.build_flow(settings)` with its Redis source and profile sink;
+- bare: the same `RedisStreamSource` → ``key_on`` customer → a stateful step keeping one int
+  per customer → a sink MSETting the values, one pipeline per batch;
+
+each without and with recovery (a fresh `bytewax.recovery.init_db_dir` store, the default
+epoch of ``NUDGE_EPOCH_S`` = 2 s). The stream source is live (it never ends), so the flows read
+it through `UntilTip`, a wrapper that ends each partition once it has delivered the events
+pre-loaded there; ``run_main`` then returns once every profile has been written and the last
+snapshot taken. Every run is checked against Redis (profile count, event counts in profiles).
+Both flows run after `config.runtime.tune_gc()`, as under ``nudge dataflow``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import bytewax.operators as op
+import redis
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import run_main
+
+from bench.machine import REES46, TAOBAO, CpuWindow, data_path, header, table
+from cli.datasets import read_calls
+from cli.embedded import RedisServer
+from config import Settings
+from config.runtime import tune_gc
+from dataflows.flow import build_flow, redis_source
+from dataflows.redis_io import client_factory
+from models.codec import ENTRY_FIELD, encode_entry
+from models.events import Event
+from models.keys import Keys, partition_for
+from models.profile import decode_profile
+from models.segment import normalize
+
+TARGET: Final = 50_000  # events/s per worker, nudge flow
+TARGET_RATIO: Final = 0.5  # nudge ≥ half the bare flow
+
+
+# --- the stream, pre-loaded ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Workload:
+    """The replay as stream entries, and what the flows must end up writing."""
+
+    entries: list[tuple[int, bytes]]  # (partition, encode_entry payload), in XADD order
+    per_partition: dict[int, int]  # events per partition
+    events: int
+    customers: int
+    distinct_events: int  # distinct (customer, messageId): what profiles count after dedupe
+    datasets: list[tuple[str, int]] = field(default_factory=list)
+
+
+def build_workload(paths: list[Path], partitions: int, request_events: int) -> Workload:
+    """Normalise every call as the API does and cut the replay into requests of
+    `request_events` calls, each request giving one entry per partition (as `Store.append`)."""
+    now = time.time_ns() // 1_000_000
+    counter = iter(range(1 << 62))
+    events: list[Event] = []
+    datasets = []
+    for path in paths:
+        before = len(events)
+        for _, call in read_calls(path):
+            events.append(normalize(call, received_at=now, new_id=lambda: f"g{next(counter)}"))
+        datasets.append((path.parent.name, len(events) - before))
+    entries: list[tuple[int, bytes]] = []
+    per_partition = dict.fromkeys(range(partitions), 0)
+    for start in range(0, len(events), request_events):
+        by_part: dict[int, list[Event]] = {}
+        for ev in events[start : start + request_events]:
+            by_part.setdefault(partition_for(ev.customer_key, partitions), []).append(ev)
+        for part, evs in by_part.items():
+            entries.append((part, encode_entry(evs)))
+            per_partition[part] += len(evs)
+    return Workload(
+        entries=entries,
+        per_partition=per_partition,
+        events=len(events),
+        customers=len({ev.customer_key for ev in events}),
+        distinct_events=len({(ev.customer_key, ev.message_id) for ev in events}),
+        datasets=datasets,
+    )
+
+
+def preload(client: redis.Redis, keys: Keys, work: Workload) -> None:
+    """FLUSHDB, then XADD every entry (pipelined), as the API would have."""
+    client.flushdb()
+    pipe = client.pipeline(transaction=False)
+    for part, payload in work.entries:
+        pipe.xadd(keys.events(part), {ENTRY_FIELD: payload})
+        if len(pipe) >= 200:
+            pipe.execute()
+    pipe.execute()
+
+
+# --- a source that ends at the pre-loaded tip ----------------------------------------------
+
+
+@dataclass(slots=True)
+class Marks:
+    """Wall-clock marks of a run, set by `UntilTip`'s partitions."""
+
+    first_read: float | None = None
+    last_read: float | None = None
+    done_parts: int = 0
+
+
+class _UntilTipPartition(StatefulSourcePartition[Event, Any]):
+    """Delegates to the real partition until it has delivered `expected` events, then ends."""
+
+    def __init__(self, inner: StatefulSourcePartition[Event, Any], expected: int, marks: Marks):
+        self._inner = inner
+        self._left = expected
+        self._marks = marks
+
+    def next_batch(self) -> list[Event]:
+        marks = self._marks
+        if self._left <= 0:
+            marks.done_parts += 1
+            marks.last_read = time.perf_counter()
+            raise StopIteration
+        if marks.first_read is None:
+            marks.first_read = time.perf_counter()
+        batch = list(self._inner.next_batch())
+        self._left -= len(batch)
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._inner.next_awake()
+
+    def snapshot(self) -> Any:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class UntilTip(FixedPartitionedSource[Event, Any]):
+    """A finite view of a live `FixedPartitionedSource`: each partition ends after the number
+    of events known to be in it (the streams are pre-loaded and nothing else writes)."""
+
+    def __init__(
+        self, inner: FixedPartitionedSource[Event, Any], expected: dict[str, int], marks: Marks
+    ) -> None:
+        self._inner = inner
+        self._expected = expected
+        self._marks = marks
+
+    def list_parts(self) -> list[str]:
+        return self._inner.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _UntilTipPartition:
+        inner = self._inner.build_part(step_id, for_part, resume_state)
+        return _UntilTipPartition(inner, self._expected[for_part], self._marks)
+
+
+# --- the bare flow -------------------------------------------------------------------------
+
+
+class _CountLogic(StatefulBatchLogic[Event, int, int]):
+    """Keeps one int per customer (events seen); emits it once per batch."""
+
+    def __init__(self, resume: int | None) -> None:
+        self.n = resume or 0
+
+    def on_batch(self, values: list[Event]) -> tuple[Iterable[int], bool]:
+        self.n += len(values)
+        return [self.n], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> int:
+        return self.n
+
+
+class _MsetPartition(StatelessSinkPartition[tuple[str, int]]):
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._r = client
+        self._prefix = prefix
+
+    def write_batch(self, items: list[tuple[str, int]]) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.mset({f"{self._prefix}{{{cid}}}": n for cid, n in items})
+        pipe.execute()
+
+    def close(self) -> None:
+        self._r.close()
+
+
+class MsetSink(DynamicSink[tuple[str, int]]):
+    """One MSET of every (customer, value) of a batch, in one pipeline."""
+
+    def __init__(self, make_client: Callable[[], redis.Redis], prefix: str) -> None:
+        self._make_client = make_client
+        self._prefix = prefix
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _MsetPartition:
+        return _MsetPartition(self._make_client(), self._prefix)
+
+
+def build_bare_flow(source: FixedPartitionedSource[Event, Any], sink: MsetSink) -> Dataflow:
+    flow = Dataflow("bare")
+    events = op.input("read_events", flow, source)
+    keyed = op.key_on("key_by_customer", events, lambda ev: ev.customer_key)
+    counts = op.stateful_batch("count", keyed, _CountLogic)
+    op.output("write_counts", counts, sink)
+    return flow
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RunResult:
+    flow: str
+    recovery: bool
+    wall_s: float  # run_main, start to return
+    startup_s: float  # run_main start → first read
+    drain_s: float  # last partition ended → run_main returned (last writes, snapshot, close)
+    rounds: int = 1
+    others_cores: float = 0.0  # CPU cores kept busy by processes not ours (max over rounds)
+
+    def rate(self, events: int) -> float:
+        return events / (self.wall_s - self.startup_s)
+
+    def wall_rate(self, events: int) -> float:
+        return events / self.wall_s
+
+
+def bare_prefix(keys: Keys) -> str:
+    return f"{keys.base}:bare:"
+
+
+def run_once(
+    kind: str,
+    recovery: bool,
+    settings: Settings,
+    work: Workload,
+    client: redis.Redis,
+    tmp: Path,
+    watch: list[int],
+    profiler: cProfile.Profile | None = None,
+) -> RunResult:
+    """Pre-load the streams, run one flow to the tip with one worker, check Redis."""
+    keys = Keys(settings.key_prefix)
+    preload(client, keys, work)
+    marks = Marks()
+    expected = {keys.events(p): n for p, n in work.per_partition.items()}
+    source = UntilTip(redis_source(settings), expected, marks)
+    if kind == "nudge":
+        flow = build_flow(settings, source=source)
+    else:
+        sink = MsetSink(client_factory(settings.require_redis()), bare_prefix(keys))
+        flow = build_bare_flow(source, sink)
+    recovery_config = None
+    if recovery:
+        db = Path(tempfile.mkdtemp(prefix=f"recovery-{kind}-", dir=tmp))
+        init_db_dir(db, settings.recovery_partitions)  # type: ignore[no-untyped-call]
+        recovery_config = RecoveryConfig(str(db))  # type: ignore[no-untyped-call]
+    epoch = timedelta(seconds=settings.epoch_s)
+    if profiler is not None:
+        profiler.enable()
+    with CpuWindow(watch) as window:
+        start = time.perf_counter()
+        run_main(flow, epoch_interval=epoch, recovery_config=recovery_config)  # type: ignore[no-untyped-call]
+        end = time.perf_counter()
+    if profiler is not None:
+        profiler.disable()
+    if marks.first_read is None or marks.last_read is None:
+        raise RuntimeError(f"{kind}: the source was never read")
+    if marks.done_parts != len(expected):
+        raise RuntimeError(f"{kind}: {marks.done_parts} of {len(expected)} partitions ended")
+    check(kind, client, keys, work)
+    return RunResult(
+        kind,
+        recovery,
+        end - start,
+        marks.first_read - start,
+        end - marks.last_read,
+        others_cores=window.others_cores,
+    )
+
+
+def check(kind: str, client: redis.Redis, keys: Keys, work: Workload) -> None:
+    """Every customer written, every event counted (after dedupe, for nudge)."""
+    if kind == "nudge":
+        pattern = keys.profile("*")
+        found = total = 0
+        names = list(client.scan_iter(match=pattern, count=5000))
+        for i in range(0, len(names), 5000):
+            for blob in client.mget(names[i : i + 5000]):
+                if isinstance(blob, bytes):
+                    found += 1
+                    total += sum(decode_profile(blob).counts.values())
+        want = work.distinct_events
+    else:
+        found = total = 0
+        prefix = bare_prefix(keys)
+        names = list(client.scan_iter(match=prefix + "*", count=5000))
+        for i in range(0, len(names), 5000):
+            values = client.mget(names[i : i + 5000])
+            found += len(values)
+            total += sum(int(v) for v in values if v is not None)
+        want = work.events
+    if found != work.customers or total != want:
+        raise RuntimeError(
+            f"{kind}: {found:,} customers written (want {work.customers:,}), "
+            f"{total:,} events counted (want {want:,})"
+        )
+
+
+def run_variant(
+    kind: str,
+    recovery: bool,
+    rounds: int,
+    settings: Settings,
+    work: Workload,
+    client: redis.Redis,
+    tmp: Path,
+    watch: list[int],
+) -> RunResult:
+    """`rounds` runs; the median of each time."""
+    runs = [run_once(kind, recovery, settings, work, client, tmp, watch) for _ in range(rounds)]
+    return RunResult(
+        kind,
+        recovery,
+        statistics.median(r.wall_s for r in runs),
+        statistics.median(r.startup_s for r in runs),
+        statistics.median(r.drain_s for r in runs),
+        rounds,
+        max(r.others_cores for r in runs),
+    )
+
+
+def profile(
+    kind: str,
+    settings: Settings,
+    work: Workload,
+    client: redis.Redis,
+    tmp: Path,
+    watch: list[int],
+    top: int,
+) -> str:
+    """cProfile of one run without recovery (Python side of the worker thread only)."""
+    prof = cProfile.Profile()
+    run_once(kind, False, settings, work, client, tmp, watch, profiler=prof)
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.dataflow", description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=3, help="runs per variant; medians (default 3)")
+    p.add_argument(
+        "--entry-events",
+        type=int,
+        default=1000,
+        help="calls per simulated /v1/batch request; each gives one entry per partition "
+        "(default 1000, i.e. ~250 events per entry with 4 partitions)",
+    )
+    p.add_argument("--partitions", type=int, default=4, help="event stream partitions")
+    p.add_argument("--read-events", type=int, default=None, help="NUDGE_READ_EVENTS override")
+    p.add_argument("--epoch-s", type=float, default=None, help="NUDGE_EPOCH_S override")
+    p.add_argument("--no-recovery-only", action="store_true", help="skip the recovery runs")
+    p.add_argument(
+        "--python-gc-defaults",
+        action="store_true",
+        help="keep CPython's default GC thresholds instead of `tune_gc()` (as `nudge dataflow`)",
+    )
+    p.add_argument("--aof", action="store_true", help="redis-server with appendonly yes")
+    p.add_argument("--profile", action="store_true", help="also print cProfile of both flows")
+    p.add_argument("--profile-top", type=int, default=25, help="functions in each profile")
+    args = p.parse_args(argv)
+    if not 1 <= args.rounds <= 10:
+        p.error("--rounds must be 1..10")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(header("nudge bench: dataflow (Redis Streams → Bytewax → profiles)", "bench.dataflow"))
+    paths = [data_path(REES46), data_path(TAOBAO)]
+    t0 = time.perf_counter()
+    work = build_workload(paths, args.partitions, args.entry_events)
+    sizes = [len(payload) for _, payload in work.entries]
+    print(
+        "workload  "
+        + " + ".join(f"{name} {n:,}" for name, n in work.datasets)
+        + f" = {work.events:,} events, {work.customers:,} customers, "
+        f"{work.distinct_events:,} distinct (customer, messageId); {len(work.entries):,} "
+        f"entries over {args.partitions} partitions (~{work.events / len(work.entries):.0f} "
+        f"events, {statistics.mean(sizes) / 1024:.0f} KiB each); built in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    overrides: dict[str, Any] = {"partitions": args.partitions}
+    if args.read_events is not None:
+        overrides["read_events"] = args.read_events
+    if args.epoch_s is not None:
+        overrides["epoch_s"] = args.epoch_s
+    if args.python_gc_defaults:
+        gc_note = f"CPython defaults {gc.get_threshold()}, not frozen"
+    else:
+        tune_gc()  # what `nudge dataflow` does before running the flow; same for both flows
+        gc_note = (
+            f"config.runtime.tune_gc() as in `nudge dataflow`: thresholds {gc.get_threshold()}"
+        )
+    print(f"gc        {gc_note}")
+    with tempfile.TemporaryDirectory(prefix="nudge-bench-dataflow-") as tmp_name:
+        tmp = Path(tmp_name)
+        server = RedisServer(tmp / "redis", aof=args.aof).start()
+        try:
+            settings = Settings(redis_url=server.url, **overrides)
+            print(
+                f"redis     redis-server on {server.url}, "
+                + ("AOF on (appendfsync everysec)" if args.aof else "AOF off (bench), no RDB saves")
+            )
+            print(
+                f"flow      1 worker, in-process (bytewax.testing.run_main); about "
+                f"{settings.read_events} events per XREAD, epoch {settings.epoch_s:g} s, "
+                f"recovery partitions {settings.recovery_partitions}; {args.rounds} round(s)"
+            )
+            client = redis.Redis.from_url(server.url)
+            assert server.proc is not None
+            watch = [server.proc.pid]
+            results = []
+            for recovery in (False, True):
+                if recovery and args.no_recovery_only:
+                    continue
+                for kind in ("nudge", "bare"):
+                    results.append(
+                        run_variant(kind, recovery, args.rounds, settings, work, client, tmp, watch)
+                    )
+            profiles = []
+            if args.profile:
+                for kind in ("nudge", "bare"):
+                    profiles.append(
+                        (kind, profile(kind, settings, work, client, tmp, watch, args.profile_top))
+                    )
+            client.close()
+        finally:
+            server.stop()
+    report(work, results)
+    for kind, text in profiles:
+        print(f"\n== cProfile, {kind} flow, no recovery (tottime; cProfile slows Python code)")
+        print(text.rstrip())
+    return 0
+
+
+def report(work: Workload, results: list[RunResult]) -> None:
+    bare = {r.recovery: r for r in results if r.flow == "bare"}
+    rows = []
+    for r in results:
+        ref = bare.get(r.recovery)
+        ratio = f"{r.rate(work.events) / ref.rate(work.events):.2f}" if ref else "-"
+        rows.append(
+            [
+                "nudge (build_flow)" if r.flow == "nudge" else "bare (source→key→int→MSET)",
+                "on" if r.recovery else "off",
+                f"{r.rate(work.events):,.0f}",
+                f"{r.wall_rate(work.events):,.0f}",
+                ratio,
+                f"{r.wall_s:.2f}",
+                f"{r.startup_s:.2f}",
+                f"{r.drain_s:.2f}",
+            ]
+        )
+    print()
+    print(
+        table(
+            rows,
+            [
+                "flow (1 worker)",
+                "recovery",
+                "events/s",
+                "incl. start-up",
+                "ratio to bare",
+                "wall s",
+                "start-up s",
+                "drain s",
+            ],
+        )
+    )
+    print(
+        "\nevents/s = events / (wall - start-up); start-up = run_main call → first XREAD; "
+        "drain = last partition ended → run_main returned (last writes, final snapshot).\n"
+        f"checked   every run: {work.customers:,} customers written; nudge profiles count "
+        f"{work.distinct_events:,} events (duplicates once), bare values sum to {work.events:,}"
+    )
+    others = max(r.others_cores for r in results)
+    note = "  WARNING: figures are biased low" if others > 0.1 else ""
+    print(f"others    processes not ours kept up to {others:.2f} cores busy during a run{note}")
+    for rec in (True, False):
+        nudge = next((r for r in results if r.flow == "nudge" and r.recovery == rec), None)
+        ref = bare.get(rec)
+        if nudge is None or ref is None:
+            continue
+        rate = nudge.rate(work.events)
+        share = rate / ref.rate(work.events)
+        label = "with recovery" if rec else "without recovery"
+        print(
+            f"target    dataflow ≥ {TARGET:,} events/s per worker ({label}): "
+            f"{'met' if rate >= TARGET else 'NOT met'} ({rate:,.0f}); "
+            f"at least half the bare flow: {'met' if share >= TARGET_RATIO else 'NOT met'} "
+            f"({share:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
