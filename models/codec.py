@@ -45,11 +45,20 @@ def event_to_row(ev: Event) -> list[Any]:
     ]
 
 
-def row_to_event(row: list[Any]) -> Event:
-    if not row or row[0] != EVENT_VERSION:
-        raise CodecError(f"unknown event schema version {row[0] if row else None!r}")
+def row_to_event(row: Any) -> Event:
+    if not isinstance(row, list) or not row or row[0] != EVENT_VERSION:
+        raise CodecError(f"not a version {EVENT_VERSION} event row: {str(row)[:60]}")
     try:
         (_, code, mid, ts, rcv, ch, anon, uid, name_ev, name, prev, grp, props, traits, ctx) = row
+        if not (
+            type(ts) is int
+            and type(rcv) is int
+            and type(mid) is str
+            and type(ch) is str
+            and (uid or anon)
+            and (props is None or type(props) is dict)
+        ):
+            raise CodecError(f"event row with fields of the wrong type: {str(row)[:60]}")
         # positional: this runs for every event the dataflow reads
         return Event(
             TYPES[code], mid, ts, rcv, ch, anon, uid, name_ev, name, prev, grp,

@@ -13,7 +13,7 @@ so that events arriving out of order — within `lateness_ms` — give the same 
 - the cart is a base (ops older than the lateness bound, folded) plus a short log of recent
   cart ops kept sorted by event time and replayed on read.
 
-Duplicate `messageId`s inside `dedupe_window_ms` are ignored (counted once).
+A `messageId` received again within `dedupe_window_ms` (by arrival time) is counted once.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ SESSION_TYPES: Final = frozenset({"track", "page", "screen"})
 AFFINITY_WEIGHTS: Final = {PRODUCT_VIEWED: 1.0, PRODUCT_ADDED: 3.0, ORDER_COMPLETED: 5.0}
 _REBASE_EXP: Final = 256.0  # keep 2**exponent far from float overflow
 _MAX_ORDER_IDS: Final = 32
+OTHER_EVENTS: Final = "(other)"
 
 _ADD, _REMOVE, _CLEAR = 0, 1, 2
 
@@ -61,6 +62,7 @@ class ProfileParams:
     lateness_ms: int = 10 * 60 * 1000
     max_affinity_keys: int = 64
     max_traits: int = 64
+    max_event_types: int = 64
 
 
 def message_hash(message_id: str) -> int:
@@ -102,8 +104,11 @@ class CustomerState:
     order_ids: list[str] = field(default_factory=list)
     channels: dict[str, int] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
-    traits_ts: int = -(2**62)
-    seen: dict[int, int] = field(default_factory=dict)  # message hash -> event time
+    traits_at: dict[str, list[int]] = field(default_factory=dict)  # trait -> [ts, msg hash]
+    # message hash -> time nudge received it. De-duplication goes by arrival, not event time,
+    # so a retried batch of old events (an offline queue flushed days later) counts once.
+    seen: dict[int, int] = field(default_factory=dict)
+    received_max: int = 0
     seen_cap: int = 64  # prune `seen` when it reaches this size (amortised)
 
     # --- derived views ---------------------------------------------------------------------
@@ -140,13 +145,16 @@ def step(
     if state is None:
         state = new_state(ev.customer_key, ts)
     mh = message_hash(ev.message_id)
-    if mh in state.seen:
+    seen = state.seen
+    if mh in seen:
         return state, False
-    if ts < state.last_seen - params.dedupe_window_ms - params.lateness_ms:
-        # Too old to be de-duplicated reliably; still applied (nothing valid is lost).
-        pass
-    else:
-        state.seen[mh] = ts
+    seen[mh] = ev.received_at
+    if ev.received_at > state.received_max:
+        state.received_max = ev.received_at
+    if len(seen) >= state.seen_cap:
+        cutoff = state.received_max - params.dedupe_window_ms
+        state.seen = {h: t for h, t in seen.items() if t >= cutoff}
+        state.seen_cap = max(64, 2 * len(state.seen))
 
     if ts < state.first_seen:
         state.first_seen = ts
@@ -154,6 +162,8 @@ def step(
     if advanced:
         state.last_seen = ts
     label = ev.label
+    if label not in state.counts and len(state.counts) >= params.max_event_types:
+        label = OTHER_EVENTS  # event names are client-chosen: keep the state bounded
     state.counts[label] = state.counts.get(label, 0) + 1
     w = _decay_weight(state, ts, params.half_life_ms)
     state.decayed[label] = state.decayed.get(label, 0.0) + w
@@ -165,7 +175,7 @@ def step(
     if ev.type == "track":
         _apply_commerce(state, ev, mh, w, params)
     elif ev.type == "identify" and ev.traits:
-        _merge_traits(state, ev.traits, ts, params.max_traits)
+        _merge_traits(state, ev.traits, [ts, mh], params.max_traits)
 
     if advanced:
         _settle(state, params)
@@ -309,13 +319,18 @@ def _add_order(state: CustomerState, ev: Event, props: dict[str, Any]) -> None:
         state.last_order = ev.timestamp
 
 
-def _merge_traits(state: CustomerState, traits: dict[str, Any], ts: int, cap: int) -> None:
-    newer = ts >= state.traits_ts
+def _merge_traits(state: CustomerState, traits: dict[str, Any], at: list[int], cap: int) -> None:
+    # the latest value of each trait wins, by event time then message hash: order-independent
+    known = state.traits_at
     for k, v in traits.items():
-        if (newer or k not in state.traits) and (k in state.traits or len(state.traits) < cap):
-            state.traits[k] = v
-    if newer:
-        state.traits_ts = ts
+        prev = known.get(k)
+        if prev is None:
+            if len(known) >= cap:
+                continue
+        elif prev >= at:
+            continue
+        known[k] = at
+        state.traits[k] = v
 
 
 def _add_to_sessions(state: CustomerState, ts: int, channel: str, params: ProfileParams) -> None:
@@ -371,10 +386,6 @@ def _settle(state: CustomerState, params: ProfileParams) -> None:
         closed = sessions.pop(0)
         state.sessions_closed += 1
         state.session_floor = max(state.session_floor, closed[1])
-    if len(state.seen) >= state.seen_cap:
-        cutoff = state.last_seen - params.dedupe_window_ms - params.lateness_ms
-        state.seen = {h: t for h, t in state.seen.items() if t >= cutoff}
-        state.seen_cap = max(64, 2 * len(state.seen))
 
 
 # --- codecs --------------------------------------------------------------------------------
@@ -409,8 +420,9 @@ def encode_state(s: CustomerState) -> bytes:
             s.order_ids,
             s.channels,
             s.traits,
-            s.traits_ts,
+            s.traits_at,
             s.seen,
+            s.received_max,
             s.seen_cap,
         ]
     )

@@ -124,7 +124,8 @@ def iso(ms: int | None) -> str | None:
 
 def render(p: Profile, now_ms: int) -> dict[str, Any]:
     """The profile as the JSON document the API returns, decayed to `now_ms`."""
-    factor = 2.0 ** (-(now_ms - p.anchor) / p.half_life_ms)
+    # clamped: a read at a time far from the anchor underflows to 0 rather than overflowing
+    factor = 2.0 ** max(-1000.0, min(1000.0, -(now_ms - p.anchor) / p.half_life_ms))
 
     def decay(table: dict[str, float], top: int | None = None) -> dict[str, float]:
         items = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -20,6 +20,8 @@ MAX_ID_LEN: Final = 256
 # event times outside these bounds are refused (1970-01-01 .. 2100-01-01, in ms)
 MIN_TIME_MS: Final = 0
 MAX_TIME_MS: Final = 4_102_444_800_000
+# how far ahead of the server's clock an event may be (after the sentAt correction)
+MAX_FUTURE_MS: Final = 3600 * 1000
 MAX_NAME_LEN: Final = 256
 # numeric e-commerce properties that must be numbers when present
 NUMERIC_PROPS: Final = ("price", "quantity", "revenue", "total", "value", "subtotal")
@@ -42,9 +44,7 @@ def parse_time(value: Any, field: str) -> int:
     >>> parse_time("2019-10-01T02:00:00+02:00", "timestamp")
     1569888000000
     """
-    if isinstance(value, datetime):  # msgpack timestamps arrive decoded
-        dt = value
-    elif isinstance(value, str):
+    if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
         except ValueError as exc:
@@ -98,6 +98,9 @@ def _channel(item: Mapping[str, Any], props: Mapping[str, Any], ctx: Mapping[str
     return ch
 
 
+MAX_AMOUNT: Final = 1e12  # larger prices or quantities are data errors, and sums overflow
+
+
 def _check_numbers(props: dict[str, Any], prefix: str) -> None:
     for name in NUMERIC_PROPS:
         value = props.get(name)
@@ -110,8 +113,8 @@ def _check_numbers(props: dict[str, Any], prefix: str) -> None:
                 raise InvalidEvent(f"{prefix}.{name}", "must be a number") from exc
         elif isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidEvent(f"{prefix}.{name}", "must be a number")
-        if not math.isfinite(value):
-            raise InvalidEvent(f"{prefix}.{name}", "must be a finite number")
+        if not math.isfinite(value) or abs(value) > MAX_AMOUNT:
+            raise InvalidEvent(f"{prefix}.{name}", "must be a finite number within ±1e12")
     products = props.get("products")
     if products is not None:
         if not isinstance(products, list):
@@ -205,6 +208,10 @@ def normalize(
         ts = parse_time(raw_ts, "timestamp")
         if sent is not None:
             ts = received_at - (sent - ts)
+        if ts > received_at + MAX_FUTURE_MS:
+            raise InvalidEvent("timestamp", "more than an hour in the future (check sentAt)")
+        if ts < MIN_TIME_MS:
+            raise InvalidEvent("timestamp", "before 1970 after the sentAt correction")
 
     return Event(
         type=typ,

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[Api
 
 
 @router.get(
-    "/{customer_id}",
+    "/{customer_id:path}",  # ids are the client's: they may hold slashes
     response_model=ProfileOut,
     responses={
         401: {"model": ErrorResponse, "description": "Missing or invalid API key"},

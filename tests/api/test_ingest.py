@@ -147,7 +147,9 @@ def test_native_refuses_what_json_cannot_hold(
         {"type": "track", "event": "E", "userId": "u2", "properties": {1: "int key"}},
         {"type": "track", "event": "E", "userId": "u3", "properties": {"price": float("nan")}},
         {"type": "track", "event": "E", "userId": "u4"},
-    ]
+        {"type": "track", "event": "E", "userId": "u5",
+         "properties": {"at": msgpack.Timestamp(1700000000, 0)}},
+    ]  # fmt: skip
     r = client.post(
         "/v1/events",
         content=msgpack.packb(calls),
@@ -156,7 +158,9 @@ def test_native_refuses_what_json_cannot_hold(
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["accepted"] == 1
-    assert [x["field"] for x in out["rejected"]] == ["(event)", "(event)", "properties.price"]
+    assert [x["field"] for x in out["rejected"]] == [
+        "(event)", "(event)", "properties.price", "(event)"
+    ]  # fmt: skip
     assert [e.user_id for e in stored(rclient, settings)] == ["u4"]
     r = client.post(
         "/v1/events",
@@ -261,6 +265,36 @@ def test_oversize_is_413(client: TestClient, settings: Settings) -> None:
         "/v1/batch", content=bomb, headers={**basic(WRITE_KEY), "Content-Encoding": "gzip"}
     )
     assert r.status_code == 413 and "decompressed" in r.text
+
+
+def test_content_encodings(client: TestClient, rclient: redis.Redis, settings: Settings) -> None:
+    one = orjson.dumps({"batch": [{"type": "track", "event": "E", "userId": "u1"}]})
+    two = orjson.dumps({"batch": [{"type": "track", "event": "E", "userId": "u2"}]})
+    # several gzip members are one body (RFC 1952), as `cat a.gz b.gz` makes
+    r = client.post(
+        "/v1/batch",
+        content=gzip.compress(one[:20]) + gzip.compress(one[20:]),
+        headers={**basic(WRITE_KEY), "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        "/v1/batch", content=two, headers={**basic(WRITE_KEY), "Content-Encoding": "br"}
+    )
+    assert r.status_code == 415 and "not supported" in r.text
+    r = client.post(
+        "/v1/events",
+        content=gzip.compress(msgpack.packb([{"type": "page", "userId": "u3"}])),
+        headers={**basic(WRITE_KEY), "Content-Encoding": "gzip",
+                 "Content-Type": "application/msgpack"},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert sorted(e.user_id or "" for e in stored(rclient, settings)) == ["u1", "u3"]
+
+
+def test_customer_ids_with_slashes_are_readable(client: TestClient) -> None:
+    r = client.get("/v1/customers/org/42", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 404
+    assert "no profile for customer 'org/42'" in r.text
 
 
 def test_health_needs_no_key(client: TestClient) -> None:

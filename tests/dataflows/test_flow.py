@@ -18,10 +18,12 @@ from models.profile import decode_profile, render, to_profile
 from models.segment import normalize
 from tests.conftest import rees46_path
 
+NOW = 1_800_000_000_000  # received "now": after every event of the samples
+
 
 def sample_events(limit: int = 6000) -> list[Event]:
     return [
-        normalize(call, received_at=0, new_id=lambda: "x")
+        normalize(call, received_at=NOW, new_id=lambda: "x")
         for _, call in itertools.islice(read_calls(rees46_path()), limit)
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 import redis
 
@@ -61,10 +62,15 @@ def test_undecodable_entry_is_dead_lettered_not_fatal(rclient: redis.Redis, pref
     keys, p, _ = part(rclient, prefix)
     stream = keys.events(0)
     rclient.xadd(stream, {ENTRY_FIELD: b"\xc1 not msgpack"})
+    rclient.xadd(stream, {ENTRY_FIELD: msgpack.packb([5])})
+    rclient.xadd(stream, {ENTRY_FIELD: msgpack.packb([[1, 0, "m", "2024", 1, "web", None, "u"]])})
+    rclient.xadd(stream, {b"other": b"field"})
     add(rclient, stream, events(1))
-    assert [e.message_id for e in p.next_batch()] == ["m0"]
-    (dl,) = rclient.xrange(keys.deadletter())
-    assert b"could not decode" in dl[1][b"reason"]
+    got = [e.message_id for _ in range(4) for e in p.next_batch()]
+    assert got == ["m0"]
+    dead = rclient.xrange(keys.deadletter())
+    assert len(dead) == 4
+    assert all(b"could not decode" in fields[b"reason"] for _, fields in dead)
 
 
 def test_trim_only_behind_old_snapshots(rclient: redis.Redis, prefix: str) -> None:
@@ -97,7 +103,7 @@ def test_trim_only_behind_old_snapshots(rclient: redis.Redis, prefix: str) -> No
     p.snapshot()
     clock.t += 61
     p.snapshot()
-    assert [eid.decode() for eid, _ in rclient.xrange(stream)][0] == ids[5]
+    assert next(eid.decode() for eid, _ in rclient.xrange(stream)) == ids[5]
 
 
 def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix: str) -> None:

@@ -188,3 +188,37 @@ def test_identify_traits_merge_latest_wins() -> None:
     b = ev(2, None, t + 1, type="identify", traits={"plan": "pro"})  # type: ignore[arg-type]
     for order in ([a, b], [b, a]):
         assert fold(order).traits == {"name": "Ann", "plan": "pro"}
+
+
+def test_retried_old_events_count_once_however_old() -> None:
+    # an offline queue flushed two days late, then retried: de-duplication is by arrival time
+    day = 24 * 60 * MIN
+    fresh = [ev(100 + i, "X", T0 + 3 * day + i) for i in range(10)]
+    old = [ev(i, "X", T0 + i * MIN) for i in range(100)]
+    for e in old:
+        e.received_at = T0 + 3 * day
+    state = fold(fresh + old + old)
+    assert state.counts["X"] == 110
+
+
+def test_traits_are_order_independent_per_key() -> None:
+    t = T0
+    a = ev(1, None, t, type="identify", traits={"plan": "free", "city": "Rome"})  # type: ignore[arg-type]
+    b = ev(2, None, t + 10, type="identify", traits={"plan": "gold"})  # type: ignore[arg-type]
+    c = ev(3, None, t + 5, type="identify", traits={"city": "Oslo"})  # type: ignore[arg-type]
+    assert (
+        fold([a, b, c]).traits
+        == fold([a, c, b]).traits
+        == fold([c, b, a]).traits
+        == {
+            "plan": "gold",
+            "city": "Oslo",
+        }
+    )
+
+
+def test_client_chosen_event_names_are_bounded() -> None:
+    state = fold([ev(i, f"Custom {i}", T0 + i) for i in range(200)])
+    assert len(state.counts) == P.max_event_types + 1
+    assert state.counts["(other)"] == 200 - P.max_event_types
+    assert sum(state.counts.values()) == 200

@@ -112,6 +112,12 @@ def test_endpoint_type_is_implied() -> None:
          "properties.price"),
         ({"type": "track", "userId": "u", "event": "E", "properties": {"total": "inf"}},
          "properties.total"),
+        ({"type": "track", "userId": "u", "event": "E", "properties": {"price": 1e300}},
+         "properties.price"),
+        ({"type": "track", "userId": "u", "event": "E", "timestamp": "2024-05-01T14:00:00Z"},
+         "timestamp"),  # two hours ahead of the server
+        ({"type": "track", "userId": "u", "event": "E", "timestamp": "2099-01-01T00:00:00Z",
+          "sentAt": "1970-01-01T00:00:00Z"}, "timestamp"),  # lands in 2150 once corrected
     ],
 )  # fmt: skip
 def test_invalid_events_name_the_field(item: Any, field: str) -> None:
