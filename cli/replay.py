@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import orjson
 
+ATTEMPTS = 5
+
 
 @dataclass
 class ReplayStats:
@@ -36,6 +38,8 @@ async def replay(
     max_batch_bytes: int = 450_000,
     concurrency: int = 4,
     on_progress: Any = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    retry_base_s: float = 0.2,
 ) -> ReplayStats:
     """Replay `calls` to ``{url}/v1/batch``. ``speed=0`` sends as fast as the API takes them;
     ``speed=X`` keeps X seconds of event time per second of wall time."""
@@ -45,24 +49,36 @@ async def replay(
     start = time.perf_counter()
 
     async with httpx.AsyncClient(
-        base_url=url, auth=(write_key, ""), timeout=60.0, limits=httpx.Limits(max_connections=16)
+        base_url=url,
+        auth=(write_key, ""),
+        timeout=60.0,
+        limits=httpx.Limits(max_connections=16),
+        transport=transport,
     ) as client:
 
         async def send(body: bytes, n: int) -> None:
+            # Retried on 5xx and on network errors (the API answers only once Redis holds the
+            # events, and messageIds make a retry count once); anything else is reported.
             try:
-                for attempt in range(5):
-                    resp = await client.post(
-                        "/v1/batch", content=body, headers={"Content-Type": "application/json"}
-                    )
-                    if resp.status_code < 500:
-                        break
-                    await asyncio.sleep(0.2 * 2**attempt)
-                if resp.status_code >= 400:
-                    stats.errors.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
-                    return
-                out = resp.json()
-                stats.accepted += out["accepted"]
-                stats.rejected += len(out["rejected"])
+                error = ""
+                for attempt in range(ATTEMPTS):
+                    try:
+                        resp = await client.post(
+                            "/v1/batch", content=body, headers={"Content-Type": "application/json"}
+                        )
+                    except httpx.HTTPError as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                    else:
+                        if resp.status_code < 400:
+                            out = resp.json()
+                            stats.accepted += out["accepted"]
+                            stats.rejected += len(out["rejected"])
+                            return
+                        error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                        if resp.status_code < 500:
+                            break
+                    await asyncio.sleep(retry_base_s * 2**attempt)
+                stats.errors.append(f"{n} events not sent: {error}")
             finally:
                 sem.release()
                 stats.requests += 1
