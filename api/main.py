@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from api.routes import customers, health, ingest
 from api.store import Store
-from config import Settings, get_settings
+from config import ConfigError, Settings, get_settings
 from config.runtime import tune_gc
 from models.keys import Keys
 
@@ -27,9 +27,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_gc()
         client = aioredis.Redis.from_url(url, max_connections=256, health_check_interval=30)
-        app.state.store = Store(
+        store = Store(
             client, Keys(settings.key_prefix), settings.partitions, settings.deadletter_maxlen
         )
+        problem = await store.claim_layout()
+        if problem:
+            await client.aclose()
+            raise ConfigError(problem)
+        app.state.store = store
         try:
             yield
         finally:

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event
-from models.keys import Keys, partition_for
+from models.keys import Keys, layout_error, partition_for
 
 
 @dataclass(slots=True)
@@ -61,6 +61,15 @@ class Store:
             )
         if len(pipe):
             await pipe.execute()
+
+    async def claim_layout(self) -> str | None:
+        """Record our partition count on first start; the reason to refuse if it differs."""
+        meta = self.keys.meta()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hsetnx(meta, "partitions", self.partitions)
+        pipe.hget(meta, "partitions")
+        _, stored = await pipe.execute()
+        return layout_error(stored, self.partitions, self.keys)
 
     async def profile_blob(self, customer_id: str) -> bytes | None:
         blob = await self.client.get(self.keys.profile(customer_id))

@@ -91,16 +91,28 @@ def dataflow(
 
     from config.runtime import tune_gc
     from dataflows.flow import build_flow
+    from dataflows.redis_io import RecoveryStoreError
 
     s = _settings()
     try:
-        flow = build_flow(s)
+        flow = build_flow(s, recovery=recovery)
     except ConfigError as exc:
         raise _fail(exc) from exc
     recovery_config = None
     if recovery:
         db = s.recovery_dir
         if not db.exists() or not any(db.glob("part-*.sqlite3")):
+            if addresses:
+                # Each recovery partition must exist exactly once in the whole cluster: a
+                # process cannot create its share alone.
+                raise _fail(
+                    ConfigError(
+                        f"no recovery partitions in {db}: for a cluster, create them once with "
+                        f"`python -m bytewax.recovery DIR N` and give each process its share of "
+                        "the part-*.sqlite3 files in its NUDGE_RECOVERY_DIR (or run with "
+                        "--no-recovery)"
+                    )
+                )
             db.mkdir(parents=True, exist_ok=True)
             init_db_dir(db, s.recovery_partitions)
             console.print(f"initialised {s.recovery_partitions} recovery partition(s) in {db}")
@@ -118,8 +130,17 @@ def dataflow(
     except (KeyboardInterrupt, RuntimeError) as exc:
         # Bytewax turns SIGINT into a RuntimeError("... signal received"): a clean stop.
         if isinstance(exc, RuntimeError) and "signal received" not in str(exc):
+            cause = _root_cause(exc)
+            if isinstance(cause, RecoveryStoreError):
+                raise _fail(cause) from exc
             raise
         console.print("dataflow stopped")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
 
 
 def _write_key(s: Settings, given: str | None) -> str:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import bytewax.operators as op
@@ -61,15 +63,16 @@ class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
         return encode_state(self.state)
 
 
-def redis_source(settings: Settings) -> RedisStreamSource:
-    """The event streams of `settings`, one Bytewax partition per stream partition."""
+def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource:
+    """The event streams of `settings`, one Bytewax partition per stream partition. Without
+    recovery the streams are never trimmed (a restart reads them from the start)."""
     return RedisStreamSource(
         client_factory(settings.require_redis()),
         Keys(settings.key_prefix),
         settings.partitions,
         read_events=settings.read_events,
         backoff_s=settings.idle_backoff_ms / 1000,
-        trim_after_s=settings.trim_after_s,
+        trim_after_s=settings.trim_after_s if recovery else None,
     )
 
 
@@ -82,9 +85,12 @@ def build_flow(
     settings: Settings,
     source: Source[Event] | None = None,
     sink: Sink[tuple[str, bytes]] | None = None,
+    *,
+    recovery: bool = True,
 ) -> Dataflow:
-    """Build the dataflow. Tests pass a `TestingSource`/`TestingSink`; production uses Redis."""
-    source = source or redis_source(settings)
+    """Build the dataflow. Tests pass a `TestingSource`/`TestingSink`; production uses Redis.
+    `recovery` says whether the run snapshots state (it decides whether streams are trimmed)."""
+    source = source or redis_source(settings, recovery)
     sink = sink or redis_sink(settings)
     params = profile_params(settings)
 
@@ -103,5 +109,9 @@ def __getattr__(name: str) -> Any:
     # importing this module reads no environment and opens no connection.
     if name == "flow":
         tune_gc()
-        return build_flow(get_settings())
+        recovery = bool(os.environ.get("BYTEWAX_RECOVERY_DIRECTORY")) or any(
+            arg in ("-r", "--recovery-directory") or arg.startswith("--recovery-directory=")
+            for arg in sys.argv
+        )
+        return build_flow(get_settings(), recovery=recovery)
     raise AttributeError(name)

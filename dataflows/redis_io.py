@@ -18,7 +18,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
 from models.events import Event
-from models.keys import Keys
+from models.keys import Keys, layout_error
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,21 @@ def client_factory(url: str) -> ClientFactory:
     return make
 
 
+class RecoveryStoreError(RuntimeError):
+    """The recovery store does not match what this Redis has seen; the message says why."""
+
+
+def check_layout(client: redis.Redis, keys: Keys, partitions: int) -> None:
+    """Record the partition count on first start; refuse to run against a different one."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hsetnx(keys.meta(), "partitions", partitions)
+    pipe.hget(keys.meta(), "partitions")
+    _, stored = pipe.execute()
+    problem = layout_error(stored, partitions, keys)
+    if problem:
+        raise RecoveryStoreError(problem)
+
+
 class _StreamPartition(StatefulSourcePartition[Event, str]):
     """Reads one stream partition with non-blocking XREAD; resume state is the last id."""
 
@@ -49,9 +64,19 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
         resume_id: str | None,
         read_events: int,
         backoff_s: float,
-        trim_after_s: float,
+        trim_after_s: float | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if resume_id is None and trim_after_s is not None:
+            trimmed: Any = client.hget(keys.progress(), stream)
+            if trimmed is not None:
+                raise RecoveryStoreError(
+                    f"{stream} was trimmed up to {trimmed.decode()} by an earlier run, but the "
+                    "recovery store has no state for it (lost, new or restored from an old "
+                    "backup): starting over would rebuild profiles from a partial history. "
+                    "Restore the recovery directory (NUDGE_RECOVERY_DIR); or, to rebuild from "
+                    f"what the streams still hold, HDEL {keys.progress()} {stream} and restart."
+                )
         self._r = client
         self._keys = keys
         self._stream = stream
@@ -116,9 +141,10 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
         if not snaps or snaps[-1][1] != self._last_id:
             snaps.append((now, self._last_id))
         durable: str | None = None
-        while snaps and snaps[0][0] <= now - self._trim_after and len(snaps) > 1:
+        horizon = now - (self._trim_after or 0.0)
+        while snaps and snaps[0][0] <= horizon and len(snaps) > 1:
             durable = snaps.popleft()[1]
-        if durable is not None and durable != "0-0":
+        if durable is not None and durable != "0-0" and self._trim_after is not None:
             pipe = self._r.pipeline(transaction=False)
             pipe.xtrim(self._stream, minid=durable, approximate=False)
             pipe.hset(self._keys.progress(), self._stream, durable)
@@ -140,8 +166,10 @@ class RedisStreamSource(FixedPartitionedSource[Event, str]):
         *,
         read_events: int = 5000,
         backoff_s: float = 0.05,
-        trim_after_s: float = 60.0,
+        trim_after_s: float | None = 60.0,
     ) -> None:
+        """`trim_after_s=None` never trims: for runs without recovery, which restart from the
+        start of the streams."""
         self._make_client = make_client
         self._keys = keys
         self._streams = keys.all_events(partitions)
@@ -150,6 +178,11 @@ class RedisStreamSource(FixedPartitionedSource[Event, str]):
         self._trim_after_s = trim_after_s
 
     def list_parts(self) -> list[str]:
+        client = self._make_client()
+        try:
+            check_layout(client, self._keys, len(self._streams))
+        finally:
+            client.close()
         return list(self._streams)
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:

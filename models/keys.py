@@ -58,6 +58,10 @@ class Keys:
         """
         return f"{self.base}:c:{{{customer_id}}}:profile"
 
+    def meta(self) -> str:
+        """Hash of deployment-wide facts every process must agree on (``partitions``)."""
+        return f"{self.base}:meta"
+
     def progress(self) -> str:
         """Hash: stream key → last id durably processed (snapshotted); `read_field(stream)` →
         last id read."""
@@ -67,3 +71,23 @@ class Keys:
     def read_field(stream: str) -> str:
         """Field of `progress` holding the last id the dataflow has read from `stream`."""
         return f"{stream}:read"
+
+
+def layout_error(stored_partitions: bytes | str | None, partitions: int, keys: Keys) -> str | None:
+    """Why a process configured with `partitions` must not run against this Redis, or None.
+
+    Producers and the dataflow must agree on the partition count, or events land in streams
+    nobody reads (and customers move partitions, breaking their order).
+
+    >>> layout_error(b"8", 4, Keys())  # doctest: +ELLIPSIS
+    'NUDGE_PARTITIONS=4, but the event streams of nudge:v1 were set up with 8 partitions: ...'
+    >>> layout_error(b"4", 4, Keys()) is None
+    True
+    """
+    if stored_partitions is None or int(stored_partitions) == partitions:
+        return None
+    return (
+        f"NUDGE_PARTITIONS={partitions}, but the event streams of {keys.base} were set up with "
+        f"{int(stored_partitions)} partitions: set NUDGE_PARTITIONS={int(stored_partitions)} "
+        "(changing it needs the streams drained first)"
+    )

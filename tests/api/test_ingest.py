@@ -302,6 +302,16 @@ def test_health_needs_no_key(client: TestClient) -> None:
     assert client.get("/readyz").json() == {"status": "ok"}
 
 
+def test_api_refuses_a_different_partition_count(settings: Settings) -> None:
+    from config.settings import ConfigError
+
+    with TestClient(create_app(settings)):
+        pass  # records 3 partitions
+    other = settings.model_copy(update={"partitions": 5})
+    with pytest.raises(ConfigError, match="set NUDGE_PARTITIONS=3"), TestClient(create_app(other)):
+        pass
+
+
 def test_app_refuses_to_start_without_keys(redis_url: str) -> None:
     from config.settings import ConfigError
 

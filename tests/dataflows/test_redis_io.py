@@ -6,7 +6,7 @@ import msgpack
 import pytest
 import redis
 
-from dataflows.redis_io import RedisProfileSink, RedisStreamSource
+from dataflows.redis_io import RecoveryStoreError, RedisProfileSink, RedisStreamSource
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event
 from models.keys import Keys
@@ -120,3 +120,38 @@ def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix:
         b"1000",
         b"2499",
     ]
+
+
+def test_no_trimming_without_recovery(rclient: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    src = RedisStreamSource(lambda: rclient, keys, 1, trim_after_s=None)
+    p = src.build_part("read_events", keys.events(0), None)
+    clock = Clock()
+    p._clock = clock
+    ids = [add(rclient, keys.events(0), events(1, i)) for i in range(3)]
+    for _ in range(3):
+        p.next_batch()
+        p.snapshot()
+        clock.t += 1000
+    assert [eid.decode() for eid, _ in rclient.xrange(keys.events(0))] == ids
+
+
+def test_refuses_a_lost_recovery_store(rclient: redis.Redis, prefix: str) -> None:
+    keys, p, clock = part(rclient, prefix, trim_after=1)
+    ids = [add(rclient, keys.events(0), events(1, i)) for i in range(4)]
+    p.next_batch()
+    p.snapshot()
+    clock.t += 5
+    p.next_batch()
+    p.snapshot()
+    assert rclient.hget(keys.progress(), keys.events(0)) is not None  # it has trimmed
+    with pytest.raises(RecoveryStoreError, match=r"was trimmed up to .* by an earlier run"):
+        part(rclient, prefix, resume=None)
+    part(rclient, prefix, resume=ids[-1])  # with its recovery state it starts fine
+
+
+def test_partition_count_must_match(rclient: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    assert RedisStreamSource(lambda: rclient, keys, 4).list_parts() == keys.all_events(4)
+    with pytest.raises(RecoveryStoreError, match="set NUDGE_PARTITIONS=4"):
+        RedisStreamSource(lambda: rclient, keys, 2).list_parts()
