@@ -45,6 +45,9 @@ class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
     def __init__(self, params: ProfileParams, resume: bytes | None) -> None:
         self.params = params
         self.state: CustomerState | None = decode_state(resume) if resume else None
+        # Bytewax asks for snapshots more often than the state changes (every touched key, at
+        # every epoch, with or without recovery): encode once per change.
+        self._snapshot: bytes | None = resume
 
     def on_batch(self, values: list[Event]) -> tuple[list[bytes], bool]:
         state = self.state
@@ -55,12 +58,15 @@ class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
             changed |= did
         self.state = state
         if changed and state is not None:
+            self._snapshot = None
             return [encode_profile(state, params)], StatefulBatchLogic.RETAIN
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        assert self.state is not None
-        return encode_state(self.state)
+        if self._snapshot is None:
+            assert self.state is not None
+            self._snapshot = encode_state(self.state)
+        return self._snapshot
 
 
 def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource:

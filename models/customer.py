@@ -27,7 +27,6 @@ import msgpack
 
 from models import NudgeError
 from models.events import (
-    CHECKOUT_STARTED,
     ORDER_COMPLETED,
     PRODUCT_ADDED,
     PRODUCT_REMOVED,
@@ -43,6 +42,7 @@ AFFINITY_WEIGHTS: Final = {PRODUCT_VIEWED: 1.0, PRODUCT_ADDED: 3.0, ORDER_COMPLE
 _REBASE_EXP: Final = 256.0  # keep 2**exponent far from float overflow
 _MAX_ORDER_IDS: Final = 32
 OTHER_EVENTS: Final = "(other)"
+_NEVER: Final = -(2**62)
 
 _ADD, _REMOVE, _CLEAR = 0, 1, 2
 
@@ -144,13 +144,15 @@ def step(
     ts = ev.timestamp
     if state is None:
         state = new_state(ev.customer_key, ts)
-    mh = message_hash(ev.message_id)
+    mid = ev.message_id.encode()
+    mh = (zlib.adler32(mid) << 32) | zlib.crc32(mid)  # = message_hash(ev.message_id), inlined
     seen = state.seen
     if mh in seen:
         return state, False
-    seen[mh] = ev.received_at
-    if ev.received_at > state.received_max:
-        state.received_max = ev.received_at
+    received = ev.received_at
+    seen[mh] = received
+    if received > state.received_max:
+        state.received_max = received
     if len(seen) >= state.seen_cap:
         cutoff = state.received_max - params.dedupe_window_ms
         state.seen = {h: t for h, t in seen.items() if t >= cutoff}
@@ -161,20 +163,30 @@ def step(
     advanced = ts > state.last_seen
     if advanced:
         state.last_seen = ts
-    label = ev.label
-    if label not in state.counts and len(state.counts) >= params.max_event_types:
-        label = OTHER_EVENTS  # event names are client-chosen: keep the state bounded
-    state.counts[label] = state.counts.get(label, 0) + 1
-    w = _decay_weight(state, ts, params.half_life_ms)
-    state.decayed[label] = state.decayed.get(label, 0.0) + w
-    if state.channels.get(ev.channel, -(2**62)) < ts:
-        state.channels[ev.channel] = ts
-    if ev.type in SESSION_TYPES:
-        _add_to_sessions(state, ts, ev.channel, params)
-
-    if ev.type == "track":
-        _apply_commerce(state, ev, mh, w, params)
-    elif ev.type == "identify" and ev.traits:
+    typ = ev.type
+    label = ev.event if typ == "track" and ev.event else typ
+    counts = state.counts
+    n = counts.get(label)
+    if n is None:
+        if len(counts) >= params.max_event_types:
+            label = OTHER_EVENTS  # event names are client-chosen: keep the state bounded
+            n = counts.get(label, 0)
+        else:
+            n = 0
+    counts[label] = n + 1
+    exp = (ts - state.anchor) / params.half_life_ms
+    w = 2.0**exp if exp <= _REBASE_EXP else _rebase(state, ts, params.half_life_ms)
+    decayed = state.decayed
+    decayed[label] = decayed.get(label, 0.0) + w
+    channel = ev.channel
+    channels = state.channels
+    if channels.get(channel, _NEVER) < ts:
+        channels[channel] = ts
+    if typ in SESSION_TYPES:
+        _add_to_sessions(state, ts, channel, params)
+        if typ == "track":
+            _apply_commerce(state, ev, mh, w, params)
+    elif typ == "identify" and ev.traits:
         _merge_traits(state, ev.traits, [ts, mh], params.max_traits)
 
     if advanced:
@@ -182,21 +194,23 @@ def step(
     return state, True
 
 
-def _decay_weight(state: CustomerState, ts: int, half_life_ms: int) -> float:
-    exp = (ts - state.anchor) / half_life_ms
-    if exp > _REBASE_EXP:
-        factor = 2.0 ** (-(ts - state.anchor) / half_life_ms)
-        for table in (state.decayed, state.categories, state.brands):
-            for k in table:
-                table[k] *= factor
-        state.anchor = ts
-        exp = 0.0
-    return float(2.0**exp)
+def _rebase(state: CustomerState, ts: int, half_life_ms: int) -> float:
+    """Move the decay anchor to `ts` (rare: once per ~256 half-lives); the new weight is 1."""
+    factor = 2.0 ** (-(ts - state.anchor) / half_life_ms)
+    for table in (state.decayed, state.categories, state.brands):
+        for k in table:
+            table[k] *= factor
+    state.anchor = ts
+    return 1.0
 
 
 def _product_id(props: dict[str, Any]) -> str | None:
-    pid = props.get("product_id", props.get("sku", props.get("id")))
-    return None if pid is None else str(pid)
+    pid = props.get("product_id")
+    if pid is None:
+        pid = props.get("sku", props.get("id"))
+        if pid is None:
+            return None
+    return pid if type(pid) is str else str(pid)
 
 
 def _apply_commerce(
@@ -205,53 +219,72 @@ def _apply_commerce(
     name = ev.event
     props = ev.properties
     ts = ev.timestamp
-    weight = AFFINITY_WEIGHTS.get(name or "")
-    if weight is not None:
-        products = props.get("products") if name == ORDER_COMPLETED else None
-        for prod in products if isinstance(products, list) else [props]:
-            _add_affinity(state, prod, weight * w, params.max_affinity_keys)
-    if name == PRODUCT_VIEWED:
+    if name == PRODUCT_VIEWED:  # most events: keep this path short
+        _add_affinity(state, props, w, params.max_affinity_keys)
         pid = _product_id(props)
         if pid is not None:
             _add_recent(state, ts, pid, params.recent_products)
     elif name in (PRODUCT_ADDED, PRODUCT_REMOVED):
         pid = _product_id(props)
+        if name == PRODUCT_ADDED:
+            _add_affinity(state, props, AFFINITY_WEIGHTS[PRODUCT_ADDED] * w,
+                          params.max_affinity_keys)  # fmt: skip
         if pid is not None:
             qty = props.get("quantity")
-            price = props.get("price")
             if name == PRODUCT_ADDED:
-                op = [ts, mh, _ADD, pid, float(qty if qty is not None else 1), price]
+                op = [ts, mh, _ADD, pid, float(qty if qty is not None else 1), props.get("price")]
             else:
                 op = [ts, mh, _REMOVE, pid, None if qty is None else float(qty), None]
             _add_cart_op(state, op)
     elif name == ORDER_COMPLETED:
+        products = props.get("products")
+        amount = AFFINITY_WEIGHTS[ORDER_COMPLETED] * w
+        for prod in products if isinstance(products, list) else (props,):
+            if isinstance(prod, dict):
+                _add_affinity(state, prod, amount, params.max_affinity_keys)
         _add_order(state, ev, props)
         _add_cart_op(state, [ts, mh, _CLEAR, None, None, None])
-    elif name == CHECKOUT_STARTED:
-        pass  # counted; abandoned-checkout triggers read the counts and times
+    # Checkout Started and the rest are counted only; triggers read counts and times.
 
 
-def _add_affinity(state: CustomerState, prod: Any, amount: float, cap: int) -> None:
-    if not isinstance(prod, dict):
-        return
-    for key, table in (("category", state.categories), ("brand", state.brands)):
-        value = prod.get(key)
-        if value:
-            k = str(value)
-            table[k] = table.get(k, 0.0) + amount
-            if len(table) > cap:
-                del table[min(table, key=table.__getitem__)]
+def _add_affinity(state: CustomerState, prod: dict[str, Any], amount: float, cap: int) -> None:
+    category = prod.get("category")
+    if category:
+        table = state.categories
+        k = category if type(category) is str else str(category)
+        table[k] = table.get(k, 0.0) + amount
+        if len(table) > cap:
+            del table[min(table, key=table.__getitem__)]
+    brand = prod.get("brand")
+    if brand:
+        table = state.brands
+        k = brand if type(brand) is str else str(brand)
+        table[k] = table.get(k, 0.0) + amount
+        if len(table) > cap:
+            del table[min(table, key=table.__getitem__)]
 
 
 def _add_recent(state: CustomerState, ts: int, pid: str, n: int) -> None:
     recent = state.recent
-    for i, (old_ts, old_pid) in enumerate(recent):
-        if old_pid == pid:
-            if old_ts >= ts:
-                return
-            del recent[i]
-            break
-    bisect.insort(recent, [ts, pid])
+    if recent:
+        last = recent[-1]
+        if last[1] == pid:  # the same product again: common, and keeps the list sorted
+            if last[0] < ts:
+                last[0] = ts
+            return
+        for i in range(len(recent) - 2, -1, -1):
+            if recent[i][1] == pid:
+                if recent[i][0] >= ts:
+                    return
+                del recent[i]
+                break
+        item = [ts, pid]
+        if item > recent[-1]:
+            recent.append(item)
+        else:
+            bisect.insort(recent, item)
+    else:
+        recent.append([ts, pid])
     if len(recent) > n:
         del recent[0]
 
