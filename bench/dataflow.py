@@ -272,7 +272,7 @@ def run_once(
     expected = {keys.events(p): n for p, n in work.per_partition.items()}
     source = UntilTip(redis_source(settings), expected, marks)
     if kind == "nudge":
-        flow = build_flow(settings, source=source)
+        flow = build_flow(settings, source=source, recovery=recovery)
     else:
         sink = MsetSink(client_factory(settings.require_redis()), bare_prefix(keys))
         flow = build_bare_flow(source, sink)

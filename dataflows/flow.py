@@ -42,12 +42,14 @@ class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
     snapshot is an immutable copy without `deepcopy`.
     """
 
-    def __init__(self, params: ProfileParams, resume: bytes | None) -> None:
+    def __init__(self, params: ProfileParams, resume: bytes | None, recovery: bool = True) -> None:
         self.params = params
         self.state: CustomerState | None = decode_state(resume) if resume else None
         # Bytewax asks for snapshots more often than the state changes (every touched key, at
-        # every epoch, with or without recovery): encode once per change.
-        self._snapshot: bytes | None = resume
+        # every epoch, with or without recovery): encode once per change, and never when no
+        # recovery store will keep them.
+        self._snapshot: bytes | None = resume if recovery else b""
+        self._recovery = recovery
 
     def on_batch(self, values: list[Event]) -> tuple[list[bytes], bool]:
         state = self.state
@@ -58,7 +60,8 @@ class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
             changed |= did
         self.state = state
         if changed and state is not None:
-            self._snapshot = None
+            if self._recovery:
+                self._snapshot = None
             return [encode_profile(state, params)], StatefulBatchLogic.RETAIN
         return [], StatefulBatchLogic.RETAIN
 
@@ -104,7 +107,7 @@ def build_flow(
     events = op.input("read_events", flow, source)  # Event
     keyed = op.key_on("key_by_customer", events, lambda ev: ev.customer_key)  # (cid, Event)
     profiles = op.stateful_batch(
-        "update_customer", keyed, lambda resume: CustomerLogic(params, resume)
+        "update_customer", keyed, lambda resume: CustomerLogic(params, resume, recovery)
     )  # (cid, profile blob)
     op.output("write_profiles", profiles, sink)
     return flow
