@@ -364,10 +364,12 @@ def profile(
     tmp: Path,
     watch: list[int],
     top: int,
+    recovery: bool = False,
 ) -> str:
-    """cProfile of one run without recovery (Python side of the worker thread only)."""
+    """cProfile of one run (Python side of the worker thread only; time spent in Bytewax's
+    Rust code, pickling and writing snapshots included, shows as `run_main`)."""
     prof = cProfile.Profile()
-    run_once(kind, False, settings, work, client, tmp, watch, profiler=prof)
+    run_once(kind, recovery, settings, work, client, tmp, watch, profiler=prof)
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
     stats.sort_stats("tottime").print_stats(top)
@@ -399,6 +401,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--aof", action="store_true", help="redis-server with appendonly yes")
     p.add_argument("--profile", action="store_true", help="also print cProfile of both flows")
     p.add_argument("--profile-top", type=int, default=25, help="functions in each profile")
+    p.add_argument(
+        "--profile-recovery", action="store_true", help="profile the runs with recovery instead"
+    )
     args = p.parse_args(argv)
     if not 1 <= args.rounds <= 10:
         p.error("--rounds must be 1..10")
@@ -463,14 +468,27 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 for kind in ("nudge", "bare"):
                     profiles.append(
-                        (kind, profile(kind, settings, work, client, tmp, watch, args.profile_top))
+                        (
+                            kind,
+                            profile(
+                                kind,
+                                settings,
+                                work,
+                                client,
+                                tmp,
+                                watch,
+                                args.profile_top,
+                                recovery=args.profile_recovery,
+                            ),
+                        )
                     )
             client.close()
         finally:
             server.stop()
     report(work, results)
+    mode = "with recovery" if args.profile_recovery else "no recovery"
     for kind, text in profiles:
-        print(f"\n== cProfile, {kind} flow, no recovery (tottime; cProfile slows Python code)")
+        print(f"\n== cProfile, {kind} flow, {mode} (tottime; cProfile slows Python code)")
         print(text.rstrip())
     return 0
 
