@@ -8,8 +8,8 @@ partition from `models.keys.partition_for`), then runs, with ONE Bytewax worker 
 process (`bytewax.testing.run_main`):
 
 - nudge: `dataflows.flow.build_flow(settings)` with its Redis source and profile sink;
-- bare: the same `RedisStreamSource` → ``key_on`` customer → a stateful step keeping one int
-  per customer → a sink MSETting the values, one pipeline per batch;
+- bare: the same `RedisStreamSource` (which keys events by customer) → a stateful step
+  keeping one int per customer → a sink MSETting the values, one pipeline per batch;
 
 each without and with recovery (a fresh `bytewax.recovery.init_db_dir` store, the default
 epoch of ``NUDGE_EPOCH_S`` = 2 s). The stream source is live (it never ends), so the flows read
@@ -131,15 +131,17 @@ class Marks:
     done_parts: int = 0
 
 
-class _UntilTipPartition(StatefulSourcePartition[Event, Any]):
+class _UntilTipPartition(StatefulSourcePartition[tuple[str, Event], Any]):
     """Delegates to the real partition until it has delivered `expected` events, then ends."""
 
-    def __init__(self, inner: StatefulSourcePartition[Event, Any], expected: int, marks: Marks):
+    def __init__(
+        self, inner: StatefulSourcePartition[tuple[str, Event], Any], expected: int, marks: Marks
+    ) -> None:
         self._inner = inner
         self._left = expected
         self._marks = marks
 
-    def next_batch(self) -> list[Event]:
+    def next_batch(self) -> list[tuple[str, Event]]:
         marks = self._marks
         if self._left <= 0:
             marks.done_parts += 1
@@ -161,12 +163,15 @@ class _UntilTipPartition(StatefulSourcePartition[Event, Any]):
         self._inner.close()
 
 
-class UntilTip(FixedPartitionedSource[Event, Any]):
+class UntilTip(FixedPartitionedSource[tuple[str, Event], Any]):
     """A finite view of a live `FixedPartitionedSource`: each partition ends after the number
     of events known to be in it (the streams are pre-loaded and nothing else writes)."""
 
     def __init__(
-        self, inner: FixedPartitionedSource[Event, Any], expected: dict[str, int], marks: Marks
+        self,
+        inner: FixedPartitionedSource[tuple[str, Event], Any],
+        expected: dict[str, int],
+        marks: Marks,
     ) -> None:
         self._inner = inner
         self._expected = expected
@@ -222,10 +227,12 @@ class MsetSink(DynamicSink[tuple[str, int]]):
         return _MsetPartition(self._make_client(), self._prefix)
 
 
-def build_bare_flow(source: FixedPartitionedSource[Event, Any], sink: MsetSink) -> Dataflow:
+def build_bare_flow(
+    source: FixedPartitionedSource[tuple[str, Event], Any], sink: MsetSink
+) -> Dataflow:
+    # the same source as nudge's, which keys events by customer as it decodes them
     flow = Dataflow("bare")
-    events = op.input("read_events", flow, source)
-    keyed = op.key_on("key_by_customer", events, lambda ev: ev.customer_key)
+    keyed = op.input("read_events", flow, source)
     counts = op.stateful_batch("count", keyed, _CountLogic)
     op.output("write_counts", counts, sink)
     return flow

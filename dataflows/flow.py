@@ -92,7 +92,7 @@ def redis_sink(settings: Settings) -> RedisProfileSink:
 
 def build_flow(
     settings: Settings,
-    source: Source[Event] | None = None,
+    source: Source[tuple[str, Event]] | None = None,
     sink: Sink[tuple[str, bytes]] | None = None,
     *,
     recovery: bool = True,
@@ -104,8 +104,8 @@ def build_flow(
     params = profile_params(settings)
 
     flow = Dataflow("nudge")
-    events = op.input("read_events", flow, source)  # Event
-    keyed = op.key_on("key_by_customer", events, lambda ev: ev.customer_key)  # (cid, Event)
+    # the source keys events by customer (`Event.customer_key`) as it decodes them
+    keyed = op.input("read_events", flow, source)  # (cid, Event)
     profiles = op.stateful_batch(
         "update_customer", keyed, lambda resume: CustomerLogic(params, resume, recovery)
     )  # (cid, profile blob)

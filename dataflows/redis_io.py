@@ -53,8 +53,14 @@ def check_layout(client: redis.Redis, keys: Keys, partitions: int) -> None:
         raise RecoveryStoreError(problem)
 
 
-class _StreamPartition(StatefulSourcePartition[Event, str]):
-    """Reads one stream partition with non-blocking XREAD; resume state is the last id."""
+Keyed = tuple[str, Event]
+
+
+class _StreamPartition(StatefulSourcePartition[Keyed, str]):
+    """Reads one stream partition with non-blocking XREAD; resume state is the last id.
+
+    Emits ``(customer key, event)``: keyed here rather than in a separate step, which would
+    cost a Python call and a Bytewax step per event."""
 
     def __init__(
         self,
@@ -95,7 +101,7 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
         self._snapshots: deque[tuple[float, str]] = deque()
         self._progress_at = 0.0
 
-    def next_batch(self) -> list[Event]:
+    def next_batch(self) -> list[Keyed]:
         now = self._clock()
         if now - self._progress_at >= PROGRESS_EVERY_S:
             # where this partition's reader is (lag = stream tip - this); one HSET, throttled
@@ -109,10 +115,10 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
         self._backoff = 0.0
         self._awake = None
         entries = resp[0][1]
-        out: list[Event] = []
+        out: list[Keyed] = []
         for entry_id, fields in entries:
             try:
-                out.extend(decode_entry(fields[ENTRY_FIELD]))
+                out.extend([(ev.customer_key, ev) for ev in decode_entry(fields[ENTRY_FIELD])])
             except (CodecError, KeyError) as exc:
                 self._dead_letter(entry_id, fields, exc)
         self._last_id = entries[-1][0].decode()
@@ -155,7 +161,7 @@ class _StreamPartition(StatefulSourcePartition[Event, str]):
         self._r.close()
 
 
-class RedisStreamSource(FixedPartitionedSource[Event, str]):
+class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
     """One Bytewax partition per event-stream partition (``nudge:v1:events:{pN}``)."""
 
     def __init__(

@@ -30,7 +30,8 @@ def sample_events(limit: int = 6000) -> list[Event]:
 
 def run(events: list[Event], workers: int, batch_size: int = 64) -> dict[str, Any]:
     out: list[tuple[str, bytes]] = []
-    flow = build_flow(Settings(), TestingSource(events, batch_size), TestingSink(out))
+    keyed = [(e.customer_key, e) for e in events]
+    flow = build_flow(Settings(), TestingSource(keyed, batch_size), TestingSink(out))
     if workers == 1:
         run_main(flow)
     else:

@@ -48,12 +48,12 @@ def test_reads_in_order_resumes_and_backs_off(rclient: redis.Redis, prefix: str)
     keys, p, _ = part(rclient, prefix)
     stream = keys.events(0)
     ids = [add(rclient, stream, events(2, 2 * i)) for i in range(3)]
-    assert [e.message_id for e in p.next_batch()] == ["m0", "m1", "m2", "m3"]  # 2 entries
+    assert [e.message_id for _, e in p.next_batch()] == ["m0", "m1", "m2", "m3"]  # 2 entries
     assert p.next_awake() is None
     assert p.snapshot() == ids[1]
     # a new partition resuming from the snapshot reads only what follows
     _, q, _ = part(rclient, prefix, resume=ids[1])
-    assert [e.message_id for e in q.next_batch()] == ["m4", "m5"]
+    assert [e.message_id for _, e in q.next_batch()] == ["m4", "m5"]
     assert q.next_batch() == []
     assert q.next_awake() is not None  # idle: wait before the next read
 
@@ -66,7 +66,7 @@ def test_undecodable_entry_is_dead_lettered_not_fatal(rclient: redis.Redis, pref
     rclient.xadd(stream, {ENTRY_FIELD: msgpack.packb([[1, 0, "m", "2024", 1, "web", None, "u"]])})
     rclient.xadd(stream, {b"other": b"field"})
     add(rclient, stream, events(1))
-    got = [e.message_id for _ in range(4) for e in p.next_batch()]
+    got = [e.message_id for _ in range(4) for _, e in p.next_batch()]
     assert got == ["m0"]
     dead = rclient.xrange(keys.deadletter())
     assert len(dead) == 4
