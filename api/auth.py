@@ -31,7 +31,7 @@ def basic_user(authorization: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError):  # ValueError: non-ASCII input
         return None
     return decoded.split(":", 1)[0]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import redis
 
-from models.keys import Keys
+from models.keys import Keys, stream_id
 
 
 @dataclass(frozen=True)
@@ -18,16 +18,11 @@ class PartitionLag:
 
     @property
     def caught_up(self) -> bool:
-        return _id(self.read) >= _id(self.tip)
+        return stream_id(self.read) >= stream_id(self.tip)
 
     @property
     def lag_ms(self) -> int:
-        return max(0, _id(self.tip)[0] - _id(self.read)[0])
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+        return max(0, stream_id(self.tip)[0] - stream_id(self.read)[0])
 
 
 def lag(client: redis.Redis, keys: Keys, partitions: int) -> list[PartitionLag]:

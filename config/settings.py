@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     recovery_partitions: int = Field(default=1, ge=1)
     trim_after_s: float = Field(
         default=60.0,
-        ge=0,
+        ge=10,
         description="Stream entries are trimmed only once a recovery snapshot at least this "
         "old has passed them.",
     )

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import bytewax.operators as op
@@ -43,6 +41,11 @@ class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
     """
 
     def __init__(self, params: ProfileParams, resume: bytes | None, recovery: bool = True) -> None:
+        if resume == b"":
+            raise RuntimeError(
+                "a recovery snapshot is empty: it was taken by a flow built with recovery=False "
+                "but run with a recovery store; rebuild the flow with recovery=True"
+            )
         self.params = params
         self.state: CustomerState | None = decode_state(resume) if resume else None
         # Bytewax asks for snapshots more often than the state changes (every touched key, at
@@ -117,10 +120,9 @@ def __getattr__(name: str) -> Any:
     # `flow` for `python -m bytewax.run dataflows.flow:flow`, built on first access so that
     # importing this module reads no environment and opens no connection.
     if name == "flow":
+        # Whether `bytewax.run` was given a recovery directory is not ours to parse: assume
+        # it was, so snapshots are always real (and a restart without one refuses to rebuild
+        # from trimmed streams rather than losing history).
         tune_gc()
-        recovery = bool(os.environ.get("BYTEWAX_RECOVERY_DIRECTORY")) or any(
-            arg in ("-r", "--recovery-directory") or arg.startswith("--recovery-directory=")
-            for arg in sys.argv
-        )
-        return build_flow(get_settings(), recovery=recovery)
+        return build_flow(get_settings(), recovery=True)
     raise AttributeError(name)

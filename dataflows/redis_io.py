@@ -18,7 +18,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
 from models.events import Event
-from models.keys import Keys, layout_error
+from models.keys import Keys, layout_error, stream_id
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,20 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         trim_after_s: float | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if resume_id is None and trim_after_s is not None:
-            trimmed: Any = client.hget(keys.progress(), stream)
-            if trimmed is not None:
-                raise RecoveryStoreError(
-                    f"{stream} was trimmed up to {trimmed.decode()} by an earlier run, but the "
-                    "recovery store has no state for it (lost, new or restored from an old "
-                    "backup): starting over would rebuild profiles from a partial history. "
-                    "Restore the recovery directory (NUDGE_RECOVERY_DIR); or, to rebuild from "
-                    f"what the streams still hold, HDEL {keys.progress()} {stream} and restart."
-                )
+        trimmed: Any = client.hget(keys.progress(), stream)
+        if trimmed is not None and stream_id(resume_id or "0-0") < stream_id(trimmed):
+            state = (
+                "has no state for it (lost, new, or a run without recovery)"
+                if resume_id is None
+                else f"resumes it at {resume_id} (restored from an older backup?)"
+            )
+            raise RecoveryStoreError(
+                f"{stream} was trimmed up to {trimmed.decode()} by an earlier run, but the "
+                f"recovery store {state}: carrying on would rebuild profiles from a partial "
+                "history. Restore the recovery directory (NUDGE_RECOVERY_DIR) from its latest "
+                f"state; or, to rebuild from what the streams still hold, HDEL "
+                f"{keys.progress()} {stream} and restart."
+            )
         self._r = client
         self._keys = keys
         self._stream = stream

@@ -57,6 +57,11 @@ def row_to_event(row: Any) -> Event:
             and type(ch) is str
             and (uid or anon)
             and (props is None or type(props) is dict)
+            and (traits is None or type(traits) is dict)
+            and (ctx is None or type(ctx) is dict)
+            and (name_ev is None or type(name_ev) is str)
+            and (uid is None or type(uid) is str)
+            and (anon is None or type(anon) is str)
         ):
             raise CodecError(f"event row with fields of the wrong type: {str(row)[:60]}")
         # positional: this runs for every event the dataflow reads

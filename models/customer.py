@@ -254,14 +254,18 @@ def _add_affinity(state: CustomerState, prod: dict[str, Any], amount: float, cap
         k = category if type(category) is str else str(category)
         table[k] = table.get(k, 0.0) + amount
         if len(table) > cap:
-            del table[min(table, key=table.__getitem__)]
+            del table[min(table.items(), key=_by_value_then_key)[0]]
     brand = prod.get("brand")
     if brand:
         table = state.brands
         k = brand if type(brand) is str else str(brand)
         table[k] = table.get(k, 0.0) + amount
         if len(table) > cap:
-            del table[min(table, key=table.__getitem__)]
+            del table[min(table.items(), key=_by_value_then_key)[0]]
+
+
+def _by_value_then_key(kv: tuple[str, float]) -> tuple[float, str]:
+    return kv[1], kv[0]
 
 
 def _add_recent(state: CustomerState, ts: int, pid: str, n: int) -> None:
@@ -286,7 +290,7 @@ def _add_recent(state: CustomerState, ts: int, pid: str, n: int) -> None:
     else:
         recent.append([ts, pid])
     if len(recent) > n:
-        del recent[0]
+        del recent[:-n]
 
 
 def _add_cart_op(state: CustomerState, op: list[Any]) -> None:

@@ -91,3 +91,14 @@ def layout_error(stored_partitions: bytes | str | None, partitions: int, keys: K
         f"{int(stored_partitions)} partitions: set NUDGE_PARTITIONS={int(stored_partitions)} "
         "(changing it needs the streams drained first)"
     )
+
+
+def stream_id(entry_id: str | bytes) -> tuple[int, int]:
+    """A Redis stream entry id as a comparable ``(milliseconds, sequence)``.
+
+    >>> stream_id("1700000000000-2") < stream_id(b"1700000000001-0")
+    True
+    """
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

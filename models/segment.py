@@ -115,6 +115,10 @@ def _check_numbers(props: dict[str, Any], prefix: str) -> None:
             raise InvalidEvent(f"{prefix}.{name}", "must be a number")
         if not math.isfinite(value) or abs(value) > MAX_AMOUNT:
             raise InvalidEvent(f"{prefix}.{name}", "must be a finite number within ±1e12")
+        if name == "quantity" and value <= 0:
+            raise InvalidEvent(f"{prefix}.quantity", "must be positive")
+        if name == "price" and value < 0:
+            raise InvalidEvent(f"{prefix}.price", "must not be negative")
     products = props.get("products")
     if products is not None:
         if not isinstance(products, list):

@@ -120,6 +120,8 @@ def _validate(
 ) -> tuple[list[Event], list[Rejected]]:
     events: list[Event] = []
     rejected: list[Rejected] = []
+    # the batch's context is merged into every event: it counts in each one's size
+    extra = len(orjson.dumps(batch_context)) if batch_context else 0
     for index, item in enumerate(items):
         try:
             raw = orjson.dumps(item)
@@ -137,8 +139,12 @@ def _validate(
             )
             continue
         try:
-            if len(raw) > max_event_bytes:
-                raise InvalidEvent("(event)", f"event is larger than {max_event_bytes} bytes")
+            if len(raw) + extra > max_event_bytes:
+                raise InvalidEvent(
+                    "(event)",
+                    f"event is larger than {max_event_bytes} bytes"
+                    + (" with the batch's context merged in" if extra else ""),
+                )
             events.append(
                 normalize(
                     item,

@@ -291,6 +291,23 @@ def test_content_encodings(client: TestClient, rclient: redis.Redis, settings: S
     assert sorted(e.user_id or "" for e in stored(rclient, settings)) == ["u1", "u3"]
 
 
+def test_batch_context_counts_in_each_events_size(client: TestClient) -> None:
+    body = {
+        "batch": [{"type": "track", "event": "E", "userId": "u", "properties": {"x": "y" * 100}}],
+        "context": {"pad": "z" * 32_700},
+    }
+    r = client.post("/v1/batch", json=body, headers=basic(WRITE_KEY))
+    assert r.status_code == 200
+    assert r.json()["rejected"][0]["reason"].endswith("with the batch's context merged in")
+
+
+def test_odd_authorization_headers_are_401(client: TestClient) -> None:
+    body = orjson.dumps({"batch": []})
+    for header in (b"Basic \xe9", b"Basic !!!", b"Bearer", b"Basic"):
+        r = client.post("/v1/batch", content=body, headers={"Authorization": header})
+        assert r.status_code == 401, (header, r.text)
+
+
 def test_customer_ids_with_slashes_are_readable(client: TestClient) -> None:
     r = client.get("/v1/customers/org/42", headers={"Authorization": f"Bearer {API_KEY}"})
     assert r.status_code == 404

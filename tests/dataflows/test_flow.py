@@ -79,3 +79,10 @@ def test_duplicates_and_bounded_disorder(events: list[Event]) -> None:
             da, db = a[path[0]].pop(path[1]), b[path[0]].pop(path[1])
             assert da == pytest.approx(db, rel=1e-9, abs=1e-4), cid
         assert a == b, cid
+
+
+def test_an_empty_snapshot_is_refused_not_taken_for_a_new_customer() -> None:
+    from dataflows.flow import CustomerLogic
+
+    with pytest.raises(RuntimeError, match="recovery snapshot is empty"):
+        CustomerLogic(profile_params(Settings()), b"")

@@ -65,11 +65,19 @@ def test_undecodable_entry_is_dead_lettered_not_fatal(rclient: redis.Redis, pref
     rclient.xadd(stream, {ENTRY_FIELD: msgpack.packb([5])})
     rclient.xadd(stream, {ENTRY_FIELD: msgpack.packb([[1, 0, "m", "2024", 1, "web", None, "u"]])})
     rclient.xadd(stream, {b"other": b"field"})
+    rclient.xadd(
+        stream,
+        {
+            ENTRY_FIELD: msgpack.packb(
+                [[1, 0, "m", 1, 1, "web", None, "u", "E", None, None, None, None, ["t"], None]]
+            )
+        },
+    )
     add(rclient, stream, events(1))
     got = [e.message_id for _ in range(4) for _, e in p.next_batch()]
     assert got == ["m0"]
     dead = rclient.xrange(keys.deadletter())
-    assert len(dead) == 4
+    assert len(dead) == 5
     assert all(b"could not decode" in fields[b"reason"] for _, fields in dead)
 
 
@@ -145,9 +153,15 @@ def test_refuses_a_lost_recovery_store(rclient: redis.Redis, prefix: str) -> Non
     p.next_batch()
     p.snapshot()
     assert rclient.hget(keys.progress(), keys.events(0)) is not None  # it has trimmed
-    with pytest.raises(RecoveryStoreError, match=r"was trimmed up to .* by an earlier run"):
+    with pytest.raises(RecoveryStoreError, match=r"was trimmed up to .* has no state for it"):
         part(rclient, prefix, resume=None)
-    part(rclient, prefix, resume=ids[-1])  # with its recovery state it starts fine
+    with pytest.raises(RecoveryStoreError, match=r"resumes it at .* older backup"):
+        part(rclient, prefix, resume=ids[0])  # a recovery store restored from an old backup
+    with pytest.raises(RecoveryStoreError):  # a run without recovery would start at 0-0
+        RedisStreamSource(lambda: rclient, keys, 1, trim_after_s=None).build_part(
+            "read_events", keys.events(0), None
+        )
+    part(rclient, prefix, resume=ids[-1])  # with its latest recovery state it starts fine
 
 
 def test_partition_count_must_match(rclient: redis.Redis, prefix: str) -> None:

@@ -222,3 +222,12 @@ def test_client_chosen_event_names_are_bounded() -> None:
     assert len(state.counts) == P.max_event_types + 1
     assert state.counts["(other)"] == 200 - P.max_event_types
     assert sum(state.counts.values()) == 200
+
+
+def test_affinity_eviction_is_deterministic_on_ties() -> None:
+    params = ProfileParams(max_affinity_keys=3)
+    views = [ev(i, "Product Viewed", T0, {"category": f"c{i}"}) for i in range(6)]
+    a = fold(views, params).categories
+    b = fold(list(reversed(views)), params).categories
+    # equal scores: the smallest key goes first, whatever the order of arrival
+    assert set(a) == set(b) == {"c3", "c4", "c5"}

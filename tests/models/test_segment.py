@@ -114,6 +114,12 @@ def test_endpoint_type_is_implied() -> None:
          "properties.total"),
         ({"type": "track", "userId": "u", "event": "E", "properties": {"price": 1e300}},
          "properties.price"),
+        ({"type": "track", "userId": "u", "event": "E", "properties": {"quantity": 0}},
+         "properties.quantity"),
+        ({"type": "track", "userId": "u", "event": "E", "properties": {"quantity": -3}},
+         "properties.quantity"),
+        ({"type": "track", "userId": "u", "event": "E", "properties": {"price": -1}},
+         "properties.price"),
         ({"type": "track", "userId": "u", "event": "E", "timestamp": "2024-05-01T14:00:00Z"},
          "timestamp"),  # two hours ahead of the server
         ({"type": "track", "userId": "u", "event": "E", "timestamp": "2099-01-01T00:00:00Z",
