@@ -97,6 +97,8 @@ def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is truncated {coding}")
         out.append(chunk)
         data = inflater.unused_data if wbits == 31 else b""
+        if not data.strip(b"\x00"):
+            break  # trailing zero padding after the last member, as gzip(1) tolerates
     return b"".join(out)
 
 
