@@ -250,18 +250,17 @@ def _apply_commerce(
 def _add_affinity(state: CustomerState, prod: dict[str, Any], amount: float, cap: int) -> None:
     category = prod.get("category")
     if category:
-        table = state.categories
-        k = category if type(category) is str else str(category)
-        table[k] = table.get(k, 0.0) + amount
-        if len(table) > cap:
-            del table[min(table.items(), key=_by_value_then_key)[0]]
+        _bump(state.categories, category, amount, cap)
     brand = prod.get("brand")
     if brand:
-        table = state.brands
-        k = brand if type(brand) is str else str(brand)
-        table[k] = table.get(k, 0.0) + amount
-        if len(table) > cap:
-            del table[min(table.items(), key=_by_value_then_key)[0]]
+        _bump(state.brands, brand, amount, cap)
+
+
+def _bump(table: dict[str, float], key: Any, amount: float, cap: int) -> None:
+    k = key if type(key) is str else str(key)
+    table[k] = table.get(k, 0.0) + amount
+    if len(table) > cap:  # drop the weakest (ties: the smallest key)
+        del table[min(table.items(), key=_by_value_then_key)[0]]
 
 
 def _by_value_then_key(kv: tuple[str, float]) -> tuple[float, str]:

@@ -45,59 +45,40 @@ class Profile:
     traits: dict[str, Any]
 
 
+def _row(s: CustomerState, params: ProfileParams) -> list[Any]:
+    # `Profile`'s fields in order, straight from the state: this runs once per changed
+    # customer per batch in the dataflow
+    return [
+        s.customer_id,
+        s.first_seen,
+        s.last_seen,
+        s.anchor,
+        params.half_life_ms,
+        params.session_gap_ms,
+        s.counts,
+        s.decayed,
+        s.categories,
+        s.brands,
+        s.sessions_closed + len(s.sessions),
+        s.sessions[-1] if s.sessions else None,
+        [pid for _, pid in reversed(s.recent)],
+        s.cart() if s.cart_log else s.cart_base,
+        s.cart_updated,
+        s.orders,
+        s.revenue,
+        s.last_order,
+        s.channels,
+        s.traits,
+    ]
+
+
 def to_profile(s: CustomerState, params: ProfileParams) -> Profile:
-    return Profile(
-        customer_id=s.customer_id,
-        first_seen=s.first_seen,
-        last_seen=s.last_seen,
-        anchor=s.anchor,
-        half_life_ms=params.half_life_ms,
-        session_gap_ms=params.session_gap_ms,
-        counts=s.counts,
-        decayed=s.decayed,
-        categories=s.categories,
-        brands=s.brands,
-        sessions=s.sessions_closed + len(s.sessions),
-        current_session=s.sessions[-1] if s.sessions else None,
-        recent=[pid for _, pid in reversed(s.recent)],
-        cart=s.cart(),
-        cart_updated=s.cart_updated,
-        orders=s.orders,
-        revenue=s.revenue,
-        last_order=s.last_order,
-        channels=s.channels,
-        traits=s.traits,
-    )
+    return Profile(*_row(s, params))
 
 
 def encode_profile(s: CustomerState, params: ProfileParams) -> bytes:
-    """The profile blob, packed straight from the state (in `Profile`'s field order): this
-    runs once per changed customer per batch in the dataflow."""
-    return _packer.pack(
-        [
-            PROFILE_VERSION,
-            s.customer_id,
-            s.first_seen,
-            s.last_seen,
-            s.anchor,
-            params.half_life_ms,
-            params.session_gap_ms,
-            s.counts,
-            s.decayed,
-            s.categories,
-            s.brands,
-            s.sessions_closed + len(s.sessions),
-            s.sessions[-1] if s.sessions else None,
-            [pid for _, pid in reversed(s.recent)],
-            s.cart() if s.cart_log else s.cart_base,
-            s.cart_updated,
-            s.orders,
-            s.revenue,
-            s.last_order,
-            s.channels,
-            s.traits,
-        ]
-    )
+    """The profile blob: a versioned msgpack array of `Profile`'s fields."""
+    return _packer.pack([PROFILE_VERSION, *_row(s, params)])
 
 
 def decode_profile(data: bytes) -> Profile:

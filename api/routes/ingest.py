@@ -102,6 +102,21 @@ def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
     return b"".join(out)
 
 
+async def _json_call(
+    request: Request,
+    settings: SettingsDep,
+    limit: int,
+    authorization: str | None,
+    content_encoding: str | None,
+) -> dict[str, Any]:
+    """The JSON object of a Segment call or batch, once its write key has been checked."""
+    body = _parse_json(await _read_body(request, limit, content_encoding))
+    if not isinstance(body, dict):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
+    check_write_key(settings, authorization, body.get("writeKey"))
+    return body
+
+
 def _parse_json(body: bytes) -> Any:
     if not body:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is empty: send a JSON object")
@@ -215,28 +230,40 @@ async def batch(
     """Segment's ``/v1/batch``: up to 2,500 events and 500 KB; valid ones are stored even when
     others in the batch are not (those are listed in `rejected` and dead-lettered)."""
     received_at = time.time_ns() // 1_000_000
-    body = _parse_json(await _read_body(request, settings.max_batch_bytes, content_encoding))
-    if not isinstance(body, dict):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
-    check_write_key(settings, authorization, body.get("writeKey"))
+    body = await _json_call(
+        request, settings, settings.max_batch_bytes, authorization, content_encoding
+    )
     items = body.get("batch")
     if not isinstance(items, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "batch: must be an array of events")
+    sent_at, ctx = _batch_header(body)
+    return await _ingest_many(items, settings, store, "batch", received_at, sent_at, ctx)
+
+
+async def _ingest_many(
+    items: list[Any],
+    settings: SettingsDep,
+    store: StoreDep,
+    endpoint: str,
+    received_at: int,
+    sent_at: int | None = None,
+    batch_context: dict[str, Any] | None = None,
+) -> IngestResponse:
+    """A batch's events: each valid one stored, each invalid one listed and dead-lettered."""
     if len(items) > settings.max_batch_events:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
             f"batch: {len(items)} events, more than the limit of {settings.max_batch_events}",
         )
-    sent_at, ctx = _batch_header(body)
     events, rejected = _validate(
         items,
         max_event_bytes=settings.max_event_bytes,
         received_at=received_at,
         type_hint=None,
         sent_at=sent_at,
-        batch_context=ctx,
+        batch_context=batch_context,
     )
-    return await _store(store, events, rejected, "batch", received_at, single=False)
+    return await _store(store, events, rejected, endpoint, received_at, single=False)
 
 
 def _single(call: str) -> Any:
@@ -248,10 +275,9 @@ def _single(call: str) -> Any:
         content_encoding: Annotated[str | None, Header()] = None,
     ) -> IngestResponse:
         received_at = time.time_ns() // 1_000_000
-        body = _parse_json(await _read_body(request, settings.max_event_bytes, content_encoding))
-        if not isinstance(body, dict):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
-        check_write_key(settings, authorization, body.get("writeKey"))
+        body = await _json_call(
+            request, settings, settings.max_event_bytes, authorization, content_encoding
+        )
         events, rejected = _validate(
             [body],
             max_event_bytes=settings.max_event_bytes,
@@ -329,17 +355,4 @@ async def native(
         ) from exc
     if not isinstance(items, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a msgpack array of events")
-    if len(items) > settings.max_batch_events:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"{len(items)} events, more than the limit of {settings.max_batch_events}",
-        )
-    events, rejected = _validate(
-        items,
-        max_event_bytes=settings.max_event_bytes,
-        received_at=received_at,
-        type_hint=None,
-        sent_at=None,
-        batch_context=None,
-    )
-    return await _store(store, events, rejected, "events", received_at, single=False)
+    return await _ingest_many(items, settings, store, "events", received_at)
