@@ -424,6 +424,104 @@ def _settle(state: CustomerState, params: ProfileParams) -> None:
         state.session_floor = max(state.session_floor, closed[1])
 
 
+# --- merging two customers (identity stitching) ---------------------------------------------
+
+
+def merge(
+    a: CustomerState, b: CustomerState, customer_id: str, params: ProfileParams
+) -> CustomerState:
+    """Fold two customers' states into one, for when their ids turn out to be one person.
+
+    The rules, each symmetric in `a` and `b` (so merge order does not matter):
+
+    - counts and order totals add; first seen is the earliest, last seen the latest, and the
+      latest time per channel and the latest last order win;
+    - decayed counts and affinities add, both brought to the same decay anchor;
+    - sessions: closed ones add up, open ones merge where they overlap within the session gap;
+    - recent products: the N latest of both;
+    - carts combine: quantities of the same product add, the price of the later change wins;
+      both carts are settled (late cart events for either id apply after the merge);
+    - orders seen under both ids (same order_id) count once; revenue adds;
+    - traits: per trait, the latest value wins; messageIds seen by either are known to both.
+    """
+    if (a.first_seen, a.customer_id) > (b.first_seen, b.customer_id):
+        a, b = b, a  # a canonical operand order: the result does not depend on argument order
+    anchor = min(a.anchor, b.anchor)
+    hl = params.half_life_ms
+    out = new_state(customer_id, a.first_seen)
+    out.first_seen = min(a.first_seen, b.first_seen)
+    out.last_seen = max(a.last_seen, b.last_seen)
+    out.anchor = anchor
+    for x in (a, b):
+        factor = 2.0 ** ((x.anchor - anchor) / hl)
+        for name, n in x.counts.items():
+            out.counts[name] = out.counts.get(name, 0) + n
+        for src, dst in (
+            (x.decayed, out.decayed),
+            (x.categories, out.categories),
+            (x.brands, out.brands),
+        ):
+            for k, v in src.items():
+                dst[k] = dst.get(k, 0.0) + v * factor
+        for ch, ts in x.channels.items():
+            if out.channels.get(ch, _NEVER) < ts:
+                out.channels[ch] = ts
+        for k, at in x.traits_at.items():
+            if k not in out.traits_at or out.traits_at[k] < at:
+                out.traits_at[k] = at
+                out.traits[k] = x.traits[k]
+        for h, t in x.seen.items():
+            if out.seen.get(h, -1) < t:
+                out.seen[h] = t
+    for table in (out.categories, out.brands):
+        while len(table) > params.max_affinity_keys:
+            del table[min(table.items(), key=_by_value_then_key)[0]]
+    out.received_max = max(a.received_max, b.received_max)
+    out.seen_cap = max(64, 2 * len(out.seen))
+
+    out.sessions_closed = a.sessions_closed + b.sessions_closed
+    out.session_floor = max(a.session_floor, b.session_floor)
+    out.sessions = _merge_sessions(a.sessions + b.sessions, params.session_gap_ms)
+
+    latest: dict[str, int] = {}
+    for ts, pid in a.recent + b.recent:
+        if latest.get(pid, _NEVER) < ts:
+            latest[pid] = ts
+    out.recent = sorted([ts, pid] for pid, ts in latest.items())[-params.recent_products :]
+
+    cart_a, cart_b = a.cart(), b.cart()
+    newer_b = (b.cart_updated or _NEVER) > (a.cart_updated or _NEVER)
+    for pid in sorted(cart_a.keys() | cart_b.keys()):
+        qa, pa = cart_a.get(pid, (0.0, 0.0))
+        qb, pb = cart_b.get(pid, (0.0, 0.0))
+        price = (pb if pid in cart_b else pa) if newer_b else (pa if pid in cart_a else pb)
+        out.cart_base[pid] = [qa + qb, price]
+    updates = [t for t in (a.cart_updated, b.cart_updated) if t is not None]
+    out.cart_updated = max(updates) if updates else None
+
+    shared = set(a.order_ids) & set(b.order_ids)
+    out.orders = a.orders + b.orders - len(shared)
+    out.revenue = a.revenue + b.revenue
+    out.order_ids = (a.order_ids + [o for o in b.order_ids if o not in shared])[-_MAX_ORDER_IDS:]
+    orders_at = [t for t in (a.last_order, b.last_order) if t is not None]
+    out.last_order = max(orders_at) if orders_at else None
+    return out
+
+
+def _merge_sessions(intervals: list[list[Any]], gap: int) -> list[list[Any]]:
+    merged: list[list[Any]] = []
+    for cur in sorted(intervals, key=lambda s: (s[0], s[1])):
+        if merged and cur[0] <= merged[-1][1] + gap:
+            last = merged[-1]
+            last[1] = max(last[1], cur[1])
+            last[2] += cur[2]
+            if (cur[3], cur[4]) > (last[3], last[4]):
+                last[3], last[4] = cur[3], cur[4]
+        else:
+            merged.append(list(cur))
+    return merged
+
+
 # --- codecs --------------------------------------------------------------------------------
 
 

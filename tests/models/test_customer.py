@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from models.customer import ProfileParams, decode_state, encode_state, step
+from models.customer import ProfileParams, decode_state, encode_state, merge, step
 from models.events import Event
 from models.profile import decode_profile, encode_profile, render
 
@@ -231,3 +231,66 @@ def test_affinity_eviction_is_deterministic_on_ties() -> None:
     b = fold(list(reversed(views)), params).categories
     # equal scores: the smallest key goes first, whatever the order of arrival
     assert set(a) == set(b) == {"c3", "c4", "c5"}
+
+
+# --- merging two customers (identity stitching) --------------------------------------------
+
+
+def as_user(events: list[Event], uid: str) -> list[Event]:
+    for e in events:
+        e.user_id = uid
+    return events
+
+
+def browsing(seed: int, n: int, prefix: str) -> list[Event]:
+    rng = random.Random(seed)
+    names = ["Product Viewed"] * 6 + ["page", "Cart Viewed", "Order Completed"]
+    out = []
+    for i in range(n):
+        name = rng.choice(names)
+        props: dict[str, Any] = {
+            "product_id": f"p{rng.randrange(8)}",
+            "category": rng.choice(["shoes", "bags", "hats"]),
+            "brand": rng.choice(["acme", "zeta"]),
+        }
+        if name == "Order Completed":
+            props = {"order_id": f"o{rng.randrange(3)}", "revenue": 10.0}
+        typ = "page" if name == "page" else "track"
+        out.append(
+            ev(i, name, T0 + rng.randrange(20 * MIN), props, type=typ, mid=f"{prefix}{i}",
+               channel=rng.choice(["web", "app", "email"]))
+        )  # fmt: skip
+    out.sort(key=lambda e: e.timestamp)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merge_equals_one_customer_having_done_both(seed: int) -> None:
+    phone, laptop = browsing(seed, 15, "a"), browsing(seed + 100, 15, "b")
+    merged = merge(fold(phone), fold(laptop), "u1", P)
+    together = fold(sorted(phone + laptop, key=lambda e: e.timestamp))
+    now = T0 + 30 * MIN
+    a = render(decode_profile(encode_profile(merged, P)), now)
+    b = render(decode_profile(encode_profile(together, P)), now)
+    for path in (("events", "decayed"), ("affinity", "categories"), ("affinity", "brands")):
+        da, db = a[path[0]].pop(path[1]), b[path[0]].pop(path[1])
+        assert da == pytest.approx(db, rel=1e-9)
+    # the same order_id under both ids is one order (orders count once), its revenue adds
+    assert a == b
+
+
+def test_merge_is_symmetric_and_combines_carts() -> None:
+    t = T0
+    phone = fold([ev(1, "Product Added", t, {"product_id": "p1", "price": 10}),
+                  ev(2, "Product Added", t + 1, {"product_id": "p2", "price": 5})])  # fmt: skip
+    laptop = fold(as_user([ev(3, "Product Added", t + 2, {"product_id": "p1", "price": 12,
+                                                           "quantity": 2})], "u2"))  # fmt: skip
+    m1, m2 = merge(phone, laptop, "u2", P), merge(laptop, phone, "u2", P)
+    assert m1 == m2
+    assert m1.customer_id == "u2"
+    assert m1.cart() == {"p1": [3.0, 12.0], "p2": [1.0, 5.0]}  # quantities add, later price
+    assert m1.counts == {"Product Added": 3}
+    assert m1.first_seen == t and m1.last_seen == t + 2
+    # an event either id had already seen is still a duplicate after the merge
+    assert step(m1, ev(1, "Product Added", t, {"product_id": "p1", "price": 10}), P)[1] is False
+    assert decode_state(encode_state(m1)) == m1
