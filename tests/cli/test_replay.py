@@ -69,3 +69,24 @@ def test_what_cannot_be_sent_is_reported() -> None:
     stats = run(bad_key, n=100)
     assert attempts == 1 < ATTEMPTS  # a 4xx is not retried
     assert stats.errors == ['100 events not sent: HTTP 401: {"detail":"invalid write key"}']
+
+
+def test_speed_paces_by_event_time() -> None:
+    import time
+
+    sent_at: list[float] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent_at.append(time.perf_counter())
+        return accept(request)
+
+    # 3 events over 2 s of event time, replayed 10x faster: ~0.2 s, in 3 requests
+    timed = [(1000 * i, {"type": "track", "event": "E", "userId": "u"}) for i in (0, 1, 2)]
+    start = time.perf_counter()
+    stats = asyncio.run(
+        replay(timed, url="http://nudge.test", write_key="k", speed=10.0,
+               transport=httpx.MockTransport(record))
+    )  # fmt: skip
+    assert stats.accepted == 3 and len(sent_at) == 3
+    assert sent_at[-1] - start >= 0.18  # never faster than the pace (sleeps only lengthen)
+    assert sent_at[1] - sent_at[0] >= 0.09
