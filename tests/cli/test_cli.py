@@ -145,3 +145,21 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     # the embedded redis-server is gone too
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path / "redis") not in ps
+
+
+@pytest.mark.integration
+def test_lag_reports_each_partition(redis_url: str, prefix: str, rclient: Any) -> None:
+    from models.codec import ENTRY_FIELD, encode_entry
+    from models.events import Event
+    from models.keys import Keys
+
+    keys = Keys(prefix)
+    ev = Event("track", "m", 1, 1, "web", user_id="u", event="E")
+    rclient.xadd(keys.events(1), {ENTRY_FIELD: encode_entry([ev])})
+    out = nudge("lag", env={"NUDGE_REDIS_URL": redis_url, "NUDGE_KEY_PREFIX": prefix,
+                            "NUDGE_PARTITIONS": "2"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("caught up")  # an empty partition
+    assert "behind" in lines[1]  # an entry nobody has read
