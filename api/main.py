@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from api.routes import customers, health, ingest
@@ -26,7 +28,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_gc()
-        client = aioredis.Redis.from_url(url, max_connections=256, health_check_interval=30)
+        # A blip (restart, fail-over) is retried briefly; past that the API answers 503 and
+        # SDKs retry. Retrying an XADD pipeline may store an entry twice: the dataflow counts
+        # a messageId once.
+        client = aioredis.Redis.from_url(
+            url,
+            max_connections=256,
+            health_check_interval=30,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.01), 3),
+        )
         store = Store(
             client, Keys(settings.key_prefix), settings.partitions, settings.deadletter_maxlen
         )

@@ -15,6 +15,8 @@ from typing import Any
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
 from models.events import Event
@@ -23,6 +25,7 @@ from models.keys import Keys, layout_error, stream_id
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.2
+RETRIES = 8
 MSET_CHUNK = 1000
 MAX_READ_ENTRIES = 1000
 
@@ -30,10 +33,21 @@ ClientFactory = Callable[[], "redis.Redis"]
 
 
 def client_factory(url: str) -> ClientFactory:
-    """A callable making a new synchronous client (each partition owns its connection)."""
+    """A callable making a new synchronous client (each partition owns its connection).
+
+    Connection errors and timeouts are retried with jittered back-off for about ten seconds,
+    so a Redis restart or fail-over does not crash the dataflow; every command it sends is
+    idempotent (reads, MSET of whole profiles, XTRIM, HSET of progress). Past that, the
+    error stops the dataflow, and recovery resumes it exactly where it was.
+    """
 
     def make() -> redis.Redis:
-        return redis.Redis.from_url(url, socket_keepalive=True, health_check_interval=30)
+        return redis.Redis.from_url(
+            url,
+            socket_keepalive=True,
+            health_check_interval=30,
+            retry=Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.05), RETRIES),
+        )
 
     return make
 

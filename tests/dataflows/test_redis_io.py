@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgpack
 import pytest
 import redis
@@ -169,3 +171,35 @@ def test_partition_count_must_match(rclient: redis.Redis, prefix: str) -> None:
     assert RedisStreamSource(lambda: rclient, keys, 4).list_parts() == keys.all_events(4)
     with pytest.raises(RecoveryStoreError, match="set NUDGE_PARTITIONS=4"):
         RedisStreamSource(lambda: rclient, keys, 2).list_parts()
+
+
+def test_source_and_sink_ride_out_a_redis_restart(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from cli.embedded import RedisServer
+    from dataflows.redis_io import client_factory
+
+    server = RedisServer(tmp_path / "r", aof=True).start()
+    try:
+        make = client_factory(server.url)
+        keys = Keys("restart")
+        client = make()
+        first = add(client, keys.events(0), events(2))
+        src = RedisStreamSource(make, keys, 1, read_events=100)
+        p = src.build_part("read_events", keys.events(0), None)
+        sink = RedisProfileSink(make, keys).build("write_profiles", 0, 1)
+        assert [e.message_id for _, e in p.next_batch()] == ["m0", "m1"]
+        server.stop()  # a Redis restart: AOF keeps the streams
+        restarted = threading.Timer(0.5, server.start)
+        restarted.start()
+        started = time.monotonic()
+        add(client, keys.events(0), events(1, 2))  # retried until Redis is back
+        restarted.join()
+        assert [e.message_id for _, e in p.next_batch()] == ["m2"]
+        sink.write_batch([("u0", b"profile")])
+        assert client.get(keys.profile("u0")) == b"profile"
+        assert time.monotonic() - started < 30
+        assert first in [eid.decode() for eid, _ in client.xrange(keys.events(0))]
+    finally:
+        server.stop()
