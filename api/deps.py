@@ -9,6 +9,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from api.auth import basic_user, bearer, key_matches
 from api.store import Store
 from config import Settings
+from models.consent import ConsentPolicy
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -21,7 +22,13 @@ def get_store(request: Request) -> Store:
     return store
 
 
+def get_consent_policy(request: Request) -> ConsentPolicy:
+    policy: ConsentPolicy = request.app.state.consent_policy
+    return policy
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+PolicyDep = Annotated[ConsentPolicy, Depends(get_consent_policy)]
 StoreDep = Annotated[Store, Depends(get_store)]
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="nudge"'}

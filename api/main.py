@@ -16,6 +16,7 @@ from api.routes import customers, health, ingest
 from api.store import Store
 from config import ConfigError, Settings, get_settings
 from config.runtime import tune_gc
+from models.consent import ConsentPolicy
 from models.keys import Keys
 
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.consent_policy = ConsentPolicy(frozenset(settings.consent_opt_in))
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(customers.router)

@@ -76,6 +76,12 @@ class AffinityOut(BaseModel):
     brands: dict[str, float]
 
 
+class ConsentOut(BaseModel):
+    granted: bool
+    at: str
+    source: str | None
+
+
 class ProfileOut(BaseModel):
     customer_id: str
     first_seen: str
@@ -88,3 +94,10 @@ class ProfileOut(BaseModel):
     orders: OrdersOut
     channels: dict[str, str]
     traits: dict[str, Any]
+    consent: dict[str, dict[str, ConsentOut]] = Field(
+        description="Explicit statements per channel and purpose (latest wins)."
+    )
+    contactable: dict[str, bool] = Field(
+        description="Per channel, whether marketing may reach the customer: explicit consent, "
+        "else the policy (NUDGE_CONSENT_OPT_IN channels need a grant)."
+    )

@@ -74,11 +74,24 @@ class Settings(BaseSettings):
         "old has passed them.",
     )
 
+    # --- consent -----------------------------------------------------------------------------
+    consent_opt_in: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("email", "sms"),
+        description="Channels where unknown consent means no (the others: yes until revoked).",
+    )
+
     # --- API --------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
     _split = field_validator("write_keys", "api_keys", "admin_keys", mode="before")(_split_keys)
+
+    @field_validator("consent_opt_in", mode="before")
+    @classmethod
+    def _split_channels(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(part.strip().lower() for part in v.split(",") if part.strip())
+        return v
 
     @field_validator("redis_url")
     @classmethod

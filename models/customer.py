@@ -26,6 +26,7 @@ from typing import Any, Final
 import msgpack
 
 from models import NudgeError
+from models.consent import CONSENT_EVENT, InvalidConsent, statements
 from models.events import (
     ORDER_COMPLETED,
     PRODUCT_ADDED,
@@ -42,6 +43,7 @@ AFFINITY_WEIGHTS: Final = {PRODUCT_VIEWED: 1.0, PRODUCT_ADDED: 3.0, ORDER_COMPLE
 _REBASE_EXP: Final = 256.0  # keep 2**exponent far from float overflow
 _MAX_ORDER_IDS: Final = 32
 OTHER_EVENTS: Final = "(other)"
+_CONSENT_TRAITS: Final = frozenset({"consent", "consent_source"})
 _NEVER: Final = -(2**62)
 
 _ADD, _REMOVE, _CLEAR = 0, 1, 2
@@ -105,6 +107,8 @@ class CustomerState:
     channels: dict[str, int] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
     traits_at: dict[str, list[int]] = field(default_factory=dict)  # trait -> [ts, msg hash]
+    # "channel:purpose" -> [ts, msg hash, granted, source]: the latest statement wins
+    consent: dict[str, list[Any]] = field(default_factory=dict)
     # message hash -> time nudge received it. De-duplication goes by arrival, not event time,
     # so a retried batch of old events (an offline queue flushed days later) counts once.
     seen: dict[int, int] = field(default_factory=dict)
@@ -187,7 +191,11 @@ def step(
         if typ == "track":
             _apply_commerce(state, ev, mh, w, params)
     elif typ == "identify" and ev.traits:
-        _merge_traits(state, ev.traits, [ts, mh], params.max_traits)
+        traits = ev.traits
+        if "consent" in traits:
+            _add_consent(state, traits["consent"], ts, mh, traits.get("consent_source"))
+            traits = {k: v for k, v in traits.items() if k not in _CONSENT_TRAITS}
+        _merge_traits(state, traits, [ts, mh], params.max_traits)
 
     if advanced:
         _settle(state, params)
@@ -236,6 +244,8 @@ def _apply_commerce(
             else:
                 op = [ts, mh, _REMOVE, pid, None if qty is None else float(qty), None]
             _add_cart_op(state, op)
+    elif name == CONSENT_EVENT:
+        _add_consent(state, props.get("consent"), ts, mh, props.get("source"))
     elif name == ORDER_COMPLETED:
         products = props.get("products")
         amount = AFFINITY_WEIGHTS[ORDER_COMPLETED] * w
@@ -355,6 +365,19 @@ def _add_order(state: CustomerState, ev: Event, props: dict[str, Any]) -> None:
         state.last_order = ev.timestamp
 
 
+def _add_consent(state: CustomerState, consent: Any, ts: int, mh: int, source: Any) -> None:
+    try:
+        stated = list(statements(consent))
+    except InvalidConsent:
+        return  # validated at ingest; a malformed one from another producer changes nothing
+    table = state.consent
+    src = source if isinstance(source, str) else None
+    for key, granted in stated:
+        prev = table.get(key)
+        if prev is None or [prev[0], prev[1]] < [ts, mh]:
+            table[key] = [ts, mh, granted, src]
+
+
 def _merge_traits(state: CustomerState, traits: dict[str, Any], at: list[int], cap: int) -> None:
     # the latest value of each trait wins, by event time then message hash: order-independent
     known = state.traits_at
@@ -442,7 +465,8 @@ def merge(
     - carts combine: quantities of the same product add, the price of the later change wins;
       both carts are settled (late cart events for either id apply after the merge);
     - orders seen under both ids (same order_id) count once; revenue adds;
-    - traits: per trait, the latest value wins; messageIds seen by either are known to both.
+    - traits and consent: per trait and per (channel, purpose), the latest statement wins;
+      messageIds seen by either are known to both.
     """
     if (a.first_seen, a.customer_id) > (b.first_seen, b.customer_id):
         a, b = b, a  # a canonical operand order: the result does not depend on argument order
@@ -466,6 +490,10 @@ def merge(
         for ch, ts in x.channels.items():
             if out.channels.get(ch, _NEVER) < ts:
                 out.channels[ch] = ts
+        for k, stated in x.consent.items():
+            prev = out.consent.get(k)
+            if prev is None or prev[:2] < stated[:2]:
+                out.consent[k] = stated
         for k, at in x.traits_at.items():
             if k not in out.traits_at or out.traits_at[k] < at:
                 out.traits_at[k] = at
@@ -555,6 +583,7 @@ def encode_state(s: CustomerState) -> bytes:
             s.channels,
             s.traits,
             s.traits_at,
+            s.consent,
             s.seen,
             s.received_max,
             s.seen_cap,

@@ -13,9 +13,12 @@ from typing import Any, Final
 
 import msgpack
 
+from models.consent import ConsentPolicy
 from models.customer import CustomerState, ProfileParams, StateError
+from models.events import CHANNELS
 
 TOP_AFFINITIES: Final = 10
+DEFAULT_POLICY: Final = ConsentPolicy()
 PROFILE_VERSION: Final = 1
 
 
@@ -43,6 +46,7 @@ class Profile:
     last_order: int | None
     channels: dict[str, int]
     traits: dict[str, Any]
+    consent: dict[str, list[Any]]  # "channel:purpose" -> [ts, hash, granted, source]
 
 
 def _row(s: CustomerState, params: ProfileParams) -> list[Any]:
@@ -69,6 +73,7 @@ def _row(s: CustomerState, params: ProfileParams) -> list[Any]:
         s.last_order,
         s.channels,
         s.traits,
+        s.consent,
     ]
 
 
@@ -103,8 +108,21 @@ def iso(ms: int | None) -> str | None:
     return text.replace(".000+00:00", "Z").replace("+00:00", "Z")
 
 
-def render(p: Profile, now_ms: int) -> dict[str, Any]:
-    """The profile as the JSON document the API returns, decayed to `now_ms`."""
+def _consent_view(table: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    view: dict[str, dict[str, Any]] = {}
+    for key, (ts, _, granted, source) in sorted(table.items()):
+        channel, _, purpose = key.partition(":")
+        view.setdefault(channel, {})[purpose] = {
+            "granted": granted,
+            "at": iso(ts),
+            "source": source,
+        }
+    return view
+
+
+def render(p: Profile, now_ms: int, policy: ConsentPolicy | None = None) -> dict[str, Any]:
+    """The profile as the JSON document the API returns, decayed to `now_ms`; `contactable`
+    says per channel whether marketing may reach the customer under `policy`."""
     # clamped: a read at a time far from the anchor underflows to 0 rather than overflowing
     factor = 2.0 ** max(-1000.0, min(1000.0, -(now_ms - p.anchor) / p.half_life_ms))
 
@@ -157,4 +175,8 @@ def render(p: Profile, now_ms: int) -> dict[str, Any]:
         },
         "channels": {ch: iso(ts) for ch, ts in sorted(p.channels.items())},
         "traits": p.traits,
+        "consent": _consent_view(p.consent),
+        "contactable": {
+            ch: (policy or DEFAULT_POLICY).allowed(p.consent, ch)[0] for ch in CHANNELS
+        },
     }

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from models import NudgeError
+from models.consent import CONSENT_EVENT, InvalidConsent, statements
 from models.events import CHANNEL_ALIASES, CHANNEL_RE, TYPES, Event
 
 MAX_ID_LEN: Final = 256
@@ -129,6 +130,14 @@ def _check_numbers(props: dict[str, Any], prefix: str) -> None:
             _check_numbers(product, f"{prefix}.products[{i}]")
 
 
+def _check_consent(consent: Any, field: str) -> None:
+    try:
+        for _ in statements(consent, field):
+            pass
+    except InvalidConsent as exc:
+        raise InvalidEvent(exc.field, exc.reason) from exc
+
+
 def _merge_context(batch_ctx: Mapping[str, Any] | None, ctx: dict[str, Any]) -> dict[str, Any]:
     if not batch_ctx:
         return ctx
@@ -189,6 +198,10 @@ def normalize(
         if len(event_name) > MAX_NAME_LEN:
             raise InvalidEvent("event", f"longer than {MAX_NAME_LEN} characters")
         _check_numbers(props, "properties")
+        if event_name == CONSENT_EVENT:
+            _check_consent(props.get("consent"), "properties.consent")
+            if props.get("source") is not None and not isinstance(props["source"], str):
+                raise InvalidEvent("properties.source", "must be a string")
     elif typ in ("page", "screen"):
         raw_name = item.get("name")
         if raw_name is not None and not isinstance(raw_name, str):
@@ -198,6 +211,8 @@ def normalize(
         previous_id = _opt_id(item, "previousId")
         if previous_id is None or user_id is None:
             raise InvalidEvent("previousId", "alias calls need previousId and userId")
+    elif typ == "identify" and "consent" in traits:
+        _check_consent(traits["consent"], "traits.consent")
     elif typ == "group":
         group_id = _opt_id(item, "groupId")
         if group_id is None:

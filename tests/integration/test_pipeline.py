@@ -240,7 +240,8 @@ def test_segment_batches_become_the_expected_profile(
 
     t = "2024-05-01T12:00:0{}Z"
     calls = [
-        {"type": "identify", "userId": "c1", "traits": {"name": "Peter"}, "timestamp": t.format(0),
+        {"type": "identify", "userId": "c1", "timestamp": t.format(0),
+         "traits": {"name": "Peter", "consent": {"email": True}, "consent_source": "signup"},
          "messageId": "m0", "context": {"library": {"name": "analytics-node"}}},
         {"type": "track", "userId": "c1", "event": "Product Viewed", "messageId": "m1",
          "properties": {"product_id": "G-32", "category": "Games", "brand": "Hasbro"},
@@ -276,6 +277,10 @@ def test_segment_batches_become_the_expected_profile(
         "Product Added": 1, "Product Viewed": 1, "identify": 1, "screen": 1,
     }  # fmt: skip
     assert prof["traits"] == {"name": "Peter"}
+    assert prof["consent"] == {
+        "email": {"marketing": {"granted": True, "at": "2024-05-01T12:00:00Z", "source": "signup"}}
+    }
+    assert prof["contactable"]["email"] is True and prof["contactable"]["sms"] is False
     assert prof["cart"]["items"] == [{"product_id": "G-32", "quantity": 2.0, "price": 18.99}]
     assert prof["cart"]["value"] == 37.98
     assert prof["recent_products"] == ["G-32"]
