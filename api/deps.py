@@ -53,6 +53,20 @@ def require_api_key(
         )
 
 
+def require_admin_key(
+    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """Admin calls (erasure): ``Authorization: Bearer <admin key>``."""
+    token = bearer(authorization)
+    if not key_matches(token, settings.admin_keys):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this call needs an admin key: send 'Authorization: Bearer <key>' with a key from "
+            "NUDGE_ADMIN_KEYS",
+            headers=UNAUTHORIZED,
+        )
+
+
 def check_write_key(settings: Settings, authorization: str | None, body_key: object) -> None:
     """Ingest calls: the write key as HTTP Basic user, Bearer token, or ``writeKey`` field."""
     candidate = basic_user(authorization) or bearer(authorization)
@@ -74,3 +88,4 @@ def check_write_key(settings: Settings, authorization: str | None, body_key: obj
 
 
 ApiKey = Depends(require_api_key)
+AdminKey = Depends(require_admin_key)

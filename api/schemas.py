@@ -76,6 +76,15 @@ class AffinityOut(BaseModel):
     brands: dict[str, float]
 
 
+class Erased(BaseModel):
+    customer_id: str
+    removed: list[str] = Field(description="What was deleted from Redis right away.")
+    erase_marker: str = Field(
+        description="Entry id of the erase marker in the event stream: once the dataflow has "
+        "read past it (see `nudge lag`), its state for the customer is gone too."
+    )
+
+
 class ConsentOut(BaseModel):
     granted: bool
     at: str

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from models.codec import ENTRY_FIELD, encode_entry
-from models.events import Event
+from models.events import Event, erase_marker
 from models.keys import Keys, layout_error, partition_for
 
 
@@ -70,6 +70,18 @@ class Store:
         pipe.hget(meta, "partitions")
         _, stored = await pipe.execute()
         return layout_error(stored, self.partitions, self.keys)
+
+    async def erase(self, customer_id: str, marker_id: str, now_ms: int) -> tuple[list[str], str]:
+        """Delete what Redis holds of the customer and send the erase marker through the
+        customer's stream partition, in one round trip. Returns what was removed and the
+        marker's entry id."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.profile(customer_id))
+        marker = erase_marker(customer_id, marker_id, now_ms)
+        stream = self._streams[partition_for(customer_id, self.partitions)]
+        pipe.xadd(stream, {ENTRY_FIELD: encode_entry([marker])})
+        deleted, entry_id = await pipe.execute()
+        return (["profile"] if deleted else []), entry_id.decode()
 
     async def profile_blob(self, customer_id: str) -> bytes | None:
         blob = await self.client.get(self.keys.profile(customer_id))

@@ -18,9 +18,11 @@ from config import Settings, get_settings
 from config.runtime import tune_gc
 from dataflows.redis_io import RedisProfileSink, RedisStreamSource, client_factory
 from models.customer import CustomerState, ProfileParams, decode_state, encode_state, step
-from models.events import Event
+from models.events import ERASE, Event
 from models.keys import Keys
 from models.profile import encode_profile
+
+ERASED = b""  # the profile "blob" of an erased customer: the sink deletes the key
 
 
 def profile_params(settings: Settings) -> ProfileParams:
@@ -57,12 +59,22 @@ class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
     def on_batch(self, values: list[Event]) -> tuple[list[bytes], bool]:
         state = self.state
         changed = False
+        erased = False
         params = self.params
         for ev in values:
+            if ev.type == ERASE:
+                # forget everything: events after the marker, late ones too, start afresh
+                state, changed, erased = None, False, True
+                continue
             state, did = step(state, ev, params)
             changed |= did
         self.state = state
-        if changed and state is not None:
+        if state is None:
+            # b"" tells the sink to delete the profile; the key's state is discarded
+            return ([ERASED] if erased else []), StatefulBatchLogic.DISCARD
+        if erased:
+            changed = True
+        if changed:
             if self._recovery:
                 self._snapshot = None
             return [encode_profile(state, params)], StatefulBatchLogic.RETAIN

@@ -232,10 +232,15 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, bytes]]):
         # chunks keep each command short so Redis never stalls on one.
         profile = self._keys.profile
         latest = {profile(cid): blob for cid, blob in items}
-        if len(latest) <= MSET_CHUNK:
+        erased = [key for key, blob in latest.items() if not blob]  # b"": erased customers
+        for key in erased:
+            del latest[key]
+        if not erased and 0 < len(latest) <= MSET_CHUNK:
             self._r.mset(latest)
             return
         pipe = self._r.pipeline(transaction=False)
+        if erased:
+            pipe.delete(*erased)
         chunk: dict[str, bytes] = {}
         for key, blob in latest.items():
             chunk[key] = blob

@@ -9,7 +9,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-TYPES: Final = ("track", "identify", "page", "screen", "alias", "group")
+SEGMENT_TYPES: Final = ("track", "identify", "page", "screen", "alias", "group")
+# internal control events, written by nudge itself, never accepted from clients
+ERASE: Final = "erase"
+TYPES: Final = (*SEGMENT_TYPES, ERASE)
 
 # Segment e-commerce v2 names nudge understands; any other track name is kept and counted.
 PRODUCT_VIEWED: Final = "Product Viewed"
@@ -34,6 +37,11 @@ CHANNEL_ALIASES: Final = {
     "text": "sms",
     "phone": "call",
 }
+
+
+def erase_marker(customer_id: str, message_id: str, now_ms: int) -> Event:
+    """The event that tells the dataflow to forget a customer (GDPR/CCPA erasure)."""
+    return Event(ERASE, message_id, now_ms, now_ms, "api", user_id=customer_id)
 
 
 @dataclass(slots=True)

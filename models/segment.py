@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from models import NudgeError
 from models.consent import CONSENT_EVENT, InvalidConsent, statements
-from models.events import CHANNEL_ALIASES, CHANNEL_RE, TYPES, Event
+from models.events import CHANNEL_ALIASES, CHANNEL_RE, SEGMENT_TYPES, Event
 
 MAX_ID_LEN: Final = 256
 # event times outside these bounds are refused (1970-01-01 .. 2100-01-01, in ms)
@@ -177,8 +177,8 @@ def normalize(
     typ = item.get("type", type_hint)
     if type_hint is not None and typ != type_hint:
         raise InvalidEvent("type", f"this endpoint takes {type_hint!r} calls, got {typ!r}")
-    if typ not in TYPES:
-        raise InvalidEvent("type", f"must be one of {', '.join(TYPES)}")
+    if typ not in SEGMENT_TYPES:
+        raise InvalidEvent("type", f"must be one of {', '.join(SEGMENT_TYPES)}")
 
     user_id = _opt_id(item, "userId")
     anonymous_id = _opt_id(item, "anonymousId")

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import ApiKey, PolicyDep, StoreDep
-from api.schemas import ErrorResponse, ProfileOut
+from api.deps import AdminKey, ApiKey, PolicyDep, StoreDep
+from api.schemas import Erased, ErrorResponse, ProfileOut
 from models.profile import decode_profile, render
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[ApiKey])
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
 @router.get(
-    "/{customer_id:path}",  # ids are the client's: they may hold slashes
+    "/{customer_id:path}",
+    dependencies=[ApiKey],  # ids are the client's: they may hold slashes
     response_model=ProfileOut,
     responses={
         401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
@@ -31,3 +33,18 @@ async def get_customer(customer_id: str, store: StoreDep, policy: PolicyDep) -> 
             f"no profile for customer {customer_id!r}: no event for this id has been processed",
         )
     return render(decode_profile(blob), time.time_ns() // 1_000_000, policy)
+
+
+@router.delete(
+    "/{customer_id:path}",
+    dependencies=[AdminKey],
+    response_model=Erased,
+    responses={401: {"model": ErrorResponse, "description": "Missing or invalid admin key"}},
+)
+async def erase_customer(customer_id: str, store: StoreDep) -> Erased:
+    """Erase a customer (GDPR/CCPA): what Redis holds of them is deleted now, and an erase
+    marker goes through the event stream so that the dataflow forgets their state; an event
+    that arrives afterwards starts a new, empty profile. Idempotent."""
+    now = time.time_ns() // 1_000_000
+    removed, marker = await store.erase(customer_id, f"erase-{uuid.uuid4()}", now)
+    return Erased(customer_id=customer_id, removed=removed, erase_marker=marker)

@@ -19,7 +19,7 @@ from config.settings import Settings
 from models.codec import ENTRY_FIELD, decode_entry
 from models.events import Event
 from models.keys import Keys, partition_for
-from tests.conftest import API_KEY, WRITE_KEY
+from tests.conftest import ADMIN_KEY, API_KEY, WRITE_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -318,6 +318,29 @@ def test_customer_ids_with_slashes_are_readable(client: TestClient) -> None:
     r = client.get("/v1/customers/org/42", headers={"Authorization": f"Bearer {API_KEY}"})
     assert r.status_code == 404
     assert "no profile for customer 'org/42'" in r.text
+
+
+def test_erasure_needs_an_admin_key_and_sends_a_marker(
+    client: TestClient, rclient: redis.Redis, settings: Settings
+) -> None:
+    keys = Keys(settings.key_prefix)
+    rclient.set(keys.profile("gone"), b"blob")
+    r = client.delete("/v1/customers/gone", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 401 and "admin key" in r.text
+    r = client.delete("/v1/customers/gone", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["customer_id"] == "gone" and out["removed"] == ["profile"]
+    assert rclient.get(keys.profile("gone")) is None
+    (marker,) = [e for e in stored(rclient, settings) if e.type == "erase"]
+    assert marker.user_id == "gone"
+    # idempotent: again, nothing left to remove, another marker
+    r = client.delete("/v1/customers/gone", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert r.json()["removed"] == []
+    # clients cannot send erase markers themselves
+    r = client.post("/v1/batch", json={"batch": [{"type": "erase", "userId": "x"}]},
+                    headers=basic(WRITE_KEY))  # fmt: skip
+    assert r.json()["rejected"][0]["field"] == "type"
 
 
 def test_health_needs_no_key(client: TestClient) -> None:

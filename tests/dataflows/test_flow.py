@@ -86,3 +86,34 @@ def test_an_empty_snapshot_is_refused_not_taken_for_a_new_customer() -> None:
 
     with pytest.raises(RuntimeError, match="recovery snapshot is empty"):
         CustomerLogic(profile_params(Settings()), b"")
+
+
+def test_erase_marker_drops_the_state_and_late_events_start_afresh() -> None:
+    from dataflows.flow import ERASED
+    from models.events import erase_marker
+
+    t = 1_700_000_000_000
+    before = [
+        Event("track", f"m{i}", t + i, NOW, "web", user_id="u1", event="Product Viewed",
+              properties={"product_id": "p"})
+        for i in range(3)
+    ]  # fmt: skip
+    late = Event("track", "m9", t + 1, NOW, "web", user_id="u1", event="Product Viewed",
+                 properties={"product_id": "q"})  # fmt: skip
+    other = Event("track", "o1", t, NOW, "web", user_id="u2", event="Product Viewed")
+    for batch_size in (1, 10):  # marker alone in a batch, or amid other events
+        out: list[tuple[str, bytes]] = []
+        items = [*before, other, erase_marker("u1", "e1", t + 10), before[0], late]
+        flow = build_flow(
+            Settings(), TestingSource([(e.customer_key, e) for e in items], batch_size),
+            TestingSink(out),
+        )  # fmt: skip
+        run_main(flow)
+        mine = [blob for cid, blob in out if cid == "u1"]
+        if batch_size == 1:
+            assert ERASED in mine
+        final = decode_profile(mine[-1])
+        # a fresh profile: the re-sent m0 and the late m9, nothing from before the erasure
+        assert final.counts == {"Product Viewed": 2}
+        assert final.recent == ["q", "p"]
+        assert decode_profile(next(b for c, b in out if c == "u2")).counts == {"Product Viewed": 1}

@@ -288,3 +288,41 @@ def test_segment_batches_become_the_expected_profile(
     assert prof["channels"] == {"app": "2024-05-01T12:00:03Z", "web": "2024-05-01T12:00:02Z"}
     assert prof["sessions"]["count"] == 1
     assert prof["first_seen"] == "2024-05-01T12:00:00Z"
+
+
+def test_erasure_then_a_late_event_starts_a_fresh_profile(
+    settings: Settings, dataflow: Dataflow
+) -> None:
+    from tests.conftest import ADMIN_KEY
+
+    def track(i: int, ts: str) -> dict[str, Any]:
+        return {"type": "track", "userId": "gdpr", "event": "Product Viewed", "messageId": f"g{i}",
+                "timestamp": ts, "properties": {"product_id": f"p{i}"}}  # fmt: skip
+
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    dataflow.start()
+    with TestClient(create_app(settings)) as api:
+
+        def profile_total() -> int | None:
+            r = api.get("/v1/customers/gdpr", headers=auth)
+            return r.json()["events"]["total"] if r.status_code == 200 else None
+
+        def wait(pred: Any) -> None:
+            deadline = time.monotonic() + 60
+            while not pred(profile_total()):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+
+        body = {"batch": [track(i, f"2024-05-01T12:00:0{i}Z") for i in range(3)]}
+        assert api.post("/v1/batch", json=body, auth=(WRITE_KEY, "")).status_code == 200
+        wait(lambda n: n == 3)
+        r = api.delete("/v1/customers/gdpr", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert r.json()["removed"] == ["profile"]
+        assert profile_total() is None
+        time.sleep(4 * settings.epoch_s)  # the dataflow reads the marker; nothing comes back
+        assert profile_total() is None
+        # a late event (dated before the erasure) starts a new profile, never the old one
+        late = {"batch": [track(9, "2024-05-01T12:00:01Z")]}
+        assert api.post("/v1/batch", json=late, auth=(WRITE_KEY, "")).status_code == 200
+        wait(lambda n: n == 1)
+        assert api.get("/v1/customers/gdpr", headers=auth).json()["recent_products"] == ["p9"]
