@@ -9,7 +9,8 @@ process (`bytewax.testing.run_main`):
 
 - nudge: `dataflows.flow.build_flow(settings)` with its Redis source and profile sink;
 - bare: the same `RedisStreamSource` (which keys events by customer) → a stateful step
-  keeping one int per customer → a sink MSETting the values, one pipeline per batch;
+  keeping a dict of event counts per customer (the issue's "dict state"), packed with
+  msgpack → a sink MSETting the values, one pipeline per batch;
 
 each without and with recovery (a fresh `bytewax.recovery.init_db_dir` store, the default
 epoch of ``NUDGE_EPOCH_S`` = 2 s). The stream source is live (it never ends), so the flows read
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import bytewax.operators as op
+import msgpack
 import redis
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -188,26 +190,33 @@ class UntilTip(FixedPartitionedSource[tuple[str, Event], Any]):
 # --- the bare flow -------------------------------------------------------------------------
 
 
-class _CountLogic(StatefulBatchLogic[Event, int, int]):
-    """Keeps one int per customer (events seen); emits it once per batch."""
+class _DictLogic(StatefulBatchLogic[Event, bytes, dict[str, int]]):
+    """The issue's "dict state": a dict of event counts by name per customer; emits it
+    msgpack-packed once per batch (the sink needs bytes, as nudge's does)."""
 
-    def __init__(self, resume: int | None) -> None:
-        self.n = resume or 0
+    def __init__(self, resume: dict[str, int] | None) -> None:
+        self.counts: dict[str, int] = resume or {}
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[int], bool]:
-        self.n += len(values)
-        return [self.n], StatefulBatchLogic.RETAIN
+    def on_batch(self, values: list[Event]) -> tuple[Iterable[bytes], bool]:
+        counts = self.counts
+        for ev in values:
+            label = ev.event or ev.type
+            counts[label] = counts.get(label, 0) + 1
+        return [_pack(counts)], StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> int:
-        return self.n
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
 
 
-class _MsetPartition(StatelessSinkPartition[tuple[str, int]]):
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
+class _MsetPartition(StatelessSinkPartition[tuple[str, bytes]]):
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._r = client
         self._prefix = prefix
 
-    def write_batch(self, items: list[tuple[str, int]]) -> None:
+    def write_batch(self, items: list[tuple[str, bytes]]) -> None:
         pipe = self._r.pipeline(transaction=False)
         pipe.mset({f"{self._prefix}{{{cid}}}": n for cid, n in items})
         pipe.execute()
@@ -216,7 +225,7 @@ class _MsetPartition(StatelessSinkPartition[tuple[str, int]]):
         self._r.close()
 
 
-class MsetSink(DynamicSink[tuple[str, int]]):
+class MsetSink(DynamicSink[tuple[str, bytes]]):
     """One MSET of every (customer, value) of a batch, in one pipeline."""
 
     def __init__(self, make_client: Callable[[], redis.Redis], prefix: str) -> None:
@@ -233,7 +242,7 @@ def build_bare_flow(
     # the same source as nudge's, which keys events by customer as it decodes them
     flow = Dataflow("bare")
     keyed = op.input("read_events", flow, source)
-    counts = op.stateful_batch("count", keyed, _CountLogic)
+    counts = op.stateful_batch("count", keyed, _DictLogic)
     op.output("write_counts", counts, sink)
     return flow
 
@@ -331,7 +340,7 @@ def check(kind: str, client: redis.Redis, keys: Keys, work: Workload) -> None:
         for i in range(0, len(names), 5000):
             values = client.mget(names[i : i + 5000])
             found += len(values)
-            total += sum(int(v) for v in values if v is not None)
+            total += sum(sum(msgpack.unpackb(v).values()) for v in values if isinstance(v, bytes))
         want = work.events
     if found != work.customers or total != want:
         raise RuntimeError(
@@ -508,7 +517,7 @@ def report(work: Workload, results: list[RunResult]) -> None:
         ratio = f"{r.rate(work.events) / ref.rate(work.events):.2f}" if ref else "-"
         rows.append(
             [
-                "nudge (build_flow)" if r.flow == "nudge" else "bare (source→key→int→MSET)",
+                "nudge (build_flow)" if r.flow == "nudge" else "bare (source→key→dict→MSET)",
                 "on" if r.recovery else "off",
                 f"{r.rate(work.events):,.0f}",
                 f"{r.wall_rate(work.events):,.0f}",
