@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from cli.embedded import RedisServer
 from config import Settings
@@ -134,9 +135,9 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _first(keys: tuple[object, ...]) -> str | None:
-    return keys[0].get_secret_value() if keys else None  # type: ignore[attr-defined]
+def _first(keys: tuple[SecretStr, ...]) -> str | None:
+    return keys[0].get_secret_value() if keys else None
 
 
-def _rest(keys: tuple[object, ...]) -> list[str]:
-    return [k.get_secret_value() for k in keys[1:]]  # type: ignore[attr-defined]
+def _rest(keys: tuple[SecretStr, ...]) -> list[str]:
+    return [k.get_secret_value() for k in keys[1:]]

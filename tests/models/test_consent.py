@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 
 from models.consent import ConsentPolicy, InvalidConsent, statements
-from models.customer import ProfileParams, merge, step
+from models.customer import merge
 from models.events import Event
-from models.profile import decode_profile, encode_profile, render
 from models.segment import InvalidEvent, normalize
+from tests.models.folding import P, fold, view
 
-P = ProfileParams()
 T0 = 1_700_000_000_000
 
 
@@ -28,18 +27,6 @@ def updated(i: int, t: int, consent: Any, source: str | None = None) -> Event:
         props["source"] = source
     return Event("track", f"m{i}", t, t, "email", user_id="u", event="Consent Updated",
                  properties=props)  # fmt: skip
-
-
-def fold(events: list[Event]) -> Any:
-    state = None
-    for e in events:
-        state, _ = step(state, e, P)
-    return state
-
-
-def view(events: list[Event], policy: ConsentPolicy | None = None) -> dict[str, Any]:
-    state = fold(events)
-    return render(decode_profile(encode_profile(state, P)), state.last_seen, policy)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +81,9 @@ def test_contactable_applies_the_policy_to_unknown_channels() -> None:
         "web": True, "app": True, "email": False, "sms": True, "push": False,
         "store": True, "call": True,
     }  # fmt: skip
-    strict = view([identify(1, T0, {"sms": True})], ConsentPolicy(frozenset({"push", "sms"})))
+    strict = view(
+        [identify(1, T0, {"sms": True})], policy=ConsentPolicy(frozenset({"push", "sms"}))
+    )
     assert strict["contactable"]["email"] is True and strict["contactable"]["push"] is False
 
 

@@ -10,10 +10,10 @@ import pytest
 from models.customer import ProfileParams, decode_state, encode_state, merge, step
 from models.events import Event
 from models.profile import decode_profile, encode_profile, render
+from tests.models.folding import P, fold, view
 
 MIN = 60_000
 T0 = 1_700_000_000_000
-P = ProfileParams(lateness_ms=10 * MIN)
 
 
 def ev(i: int, name: str, t: int, props: dict[str, Any] | None = None, **kw: Any) -> Event:
@@ -28,18 +28,6 @@ def ev(i: int, name: str, t: int, props: dict[str, Any] | None = None, **kw: Any
         properties=props or {},
         **kw,
     )
-
-
-def fold(events: list[Event], params: ProfileParams = P) -> Any:
-    state = None
-    for e in events:
-        state, _ = step(state, e, params)
-    return state
-
-
-def view(events: list[Event], now: int | None = None) -> dict[str, Any]:
-    state = fold(events)
-    return render(decode_profile(encode_profile(state, P)), now or state.last_seen)
 
 
 def shop_story() -> list[Event]:
