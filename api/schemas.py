@@ -77,8 +77,12 @@ class AffinityOut(BaseModel):
 
 
 class Erased(BaseModel):
-    customer_id: str
-    removed: list[str] = Field(description="What was deleted from Redis right away.")
+    requested_id: str = Field(description="The id the call named.")
+    customer_id: str = Field(description="The canonical customer id the id resolved to.")
+    removed: list[str] = Field(
+        description="What was deleted from Redis right away: `profile`, and `link:<id>` for "
+        "each linked id."
+    )
     erase_marker: str = Field(
         description="Entry id of the erase marker in the event stream: once the dataflow has "
         "read past it (see `nudge lag`), its state for the customer is gone too."
@@ -92,7 +96,9 @@ class ConsentOut(BaseModel):
 
 
 class ProfileOut(BaseModel):
-    customer_id: str
+    requested_id: str = Field(description="The id the call named (any id of the customer).")
+    customer_id: str = Field(description="The canonical customer id the answer is for.")
+    ids: list[str] = Field(description="The other ids linked to this customer.")
     first_seen: str
     last_seen: str
     events: EventsOut

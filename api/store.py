@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event, erase_marker
 from models.keys import Keys, layout_error, partition_for
+from models.profile import decode_profile
 
 
 @dataclass(slots=True)
@@ -71,22 +72,41 @@ class Store:
         _, stored = await pipe.execute()
         return layout_error(stored, self.partitions, self.keys)
 
-    async def erase(self, customer_id: str, marker_id: str, now_ms: int) -> tuple[list[str], str]:
-        """Delete what Redis holds of the customer and send the erase marker through the
-        customer's stream partition, in one round trip. Returns what was removed and the
-        marker's entry id."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.keys.profile(customer_id))
-        marker = erase_marker(customer_id, marker_id, now_ms)
-        stream = self._streams[partition_for(customer_id, self.partitions)]
-        pipe.xadd(stream, {ENTRY_FIELD: encode_entry([marker])})
-        deleted, entry_id = await pipe.execute()
-        return (["profile"] if deleted else []), entry_id.decode()
+    async def resolve(self, any_id: str) -> tuple[str, bytes | None]:
+        """The canonical customer id of `any_id` and its profile blob (None: no profile).
 
-    async def profile_blob(self, customer_id: str) -> bytes | None:
-        blob = await self.client.get(self.keys.profile(customer_id))
+        One round trip for a canonical id (or an unknown one), two for a linked id."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.profile(any_id))
+        pipe.get(self.keys.link(any_id))
+        blob, canonical = await pipe.execute()
         assert blob is None or isinstance(blob, bytes)
-        return blob
+        if blob is not None or not canonical:
+            return any_id, blob
+        cid = canonical.decode()
+        blob = await self.client.get(self.keys.profile(cid))
+        assert blob is None or isinstance(blob, bytes)
+        return cid, blob
+
+    async def erase(self, any_id: str, marker_id: str, now_ms: int) -> tuple[str, list[str], str]:
+        """Delete what Redis holds of the customer `any_id` belongs to (profile, links) and
+        send the erase marker through the canonical id's stream partition, so the dataflow
+        forgets its state and unlinks the other ids. Returns the canonical id, what was
+        removed and the marker's entry id."""
+        cid, blob = await self.resolve(any_id)
+        ids = sorted({*(decode_profile(blob).ids if blob else ()), any_id} - {cid})
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.profile(cid))
+        for other in ids:
+            pipe.delete(self.keys.link(other))
+        marker = erase_marker(cid, marker_id, now_ms)
+        stream = self._streams[partition_for(cid, self.partitions)]
+        pipe.xadd(stream, {ENTRY_FIELD: encode_entry([marker])})
+        *deleted, entry_id = await pipe.execute()
+        removed = (["profile"] if deleted[0] else []) + [
+            f"link:{other}" for other, n in zip(ids, deleted[1:], strict=True) if n
+        ]
+        return cid, removed, entry_id.decode()
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

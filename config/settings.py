@@ -59,6 +59,18 @@ class Settings(BaseSettings):
         default=600, ge=0, description="Events up to this late give the same state as in order."
     )
 
+    # --- identity ---------------------------------------------------------------------------
+    identity: bool = Field(
+        default=True,
+        description="Stitch ids (identify, alias, events with both ids) into one customer.",
+    )
+    identity_max_ids: int = Field(
+        default=100,
+        ge=2,
+        le=10_000,
+        description="Most ids one customer may link; a merge past it is refused and logged.",
+    )
+
     # --- dataflow ---------------------------------------------------------------------------
     read_events: int = Field(
         default=5000, ge=1, description="Events per XREAD, about (the entry count adapts)."

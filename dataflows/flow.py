@@ -17,12 +17,29 @@ from bytewax.outputs import Sink
 from config import Settings, get_settings
 from config.runtime import tune_gc
 from dataflows.redis_io import RedisProfileSink, RedisStreamSource, client_factory
-from models.customer import CustomerState, ProfileParams, decode_state, encode_state, step
-from models.events import ERASE, Event
+from models.customer import ProfileParams
+from models.events import Event
+from models.identity import (
+    Control,
+    IdentityParams,
+    Node,
+    Outbox,
+    Stitcher,
+    decode_node,
+    encode_node,
+    key_of,
+)
 from models.keys import Keys
 from models.profile import encode_profile
 
-ERASED = b""  # the profile "blob" of an erased customer: the sink deletes the key
+ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
+
+# What `update_customer` emits, keyed by the id it ran for: (tag, a, b)
+PROFILE = 0  # (PROFILE, blob or ERASED, None)
+LINK = 1  # (LINK, id, canonical id or "" to delete the link)
+SEND = 2  # (SEND, Control, None): a control record to append to the log
+NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
+Output = tuple[int, Any, Any]
 
 
 def profile_params(settings: Settings) -> ProfileParams:
@@ -35,55 +52,68 @@ def profile_params(settings: Settings) -> ProfileParams:
     )
 
 
-class CustomerLogic(StatefulBatchLogic[Event, bytes, bytes]):
-    """Applies `models.customer.step` to a customer's events; emits the profile if changed.
+def identity_params(settings: Settings) -> IdentityParams:
+    return IdentityParams(enabled=settings.identity, max_ids=settings.identity_max_ids)
 
-    Snapshots are the msgpack state codec, so recovery never unpickles our objects and a
+
+class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
+    """Applies `models.identity.Stitcher` (which steps `models.customer`) to the events and
+    control records of one id; emits its profile if changed, link updates and control records.
+
+    Snapshots are the msgpack node codec, so recovery never unpickles our objects and a
     snapshot is an immutable copy without `deepcopy`.
     """
 
-    def __init__(self, params: ProfileParams, resume: bytes | None, recovery: bool = True) -> None:
+    def __init__(
+        self,
+        params: ProfileParams,
+        ip: IdentityParams,
+        resume: bytes | None,
+        recovery: bool = True,
+    ) -> None:
         if resume == b"":
             raise RuntimeError(
                 "a recovery snapshot is empty: it was taken by a flow built with recovery=False "
                 "but run with a recovery store; rebuild the flow with recovery=True"
             )
         self.params = params
-        self.state: CustomerState | None = decode_state(resume) if resume else None
+        self.ip = ip
+        # Bytewax does not tell a logic its key: it is the node's, or the first item's
+        self.node: Node | None = decode_node(resume) if resume else None
+        self.stitcher = Stitcher(self.node.key, ip, params) if self.node is not None else None
         # Bytewax asks for snapshots more often than the state changes (every touched key, at
         # every epoch, with or without recovery): encode once per change, and never when no
         # recovery store will keep them.
         self._snapshot: bytes | None = resume if recovery else b""
         self._recovery = recovery
 
-    def on_batch(self, values: list[Event]) -> tuple[list[bytes], bool]:
-        state = self.state
-        changed = False
-        erased = False
-        params = self.params
-        for ev in values:
-            if ev.type == ERASE:
-                # forget everything: events after the marker, late ones too, start afresh
-                state, changed, erased = None, False, True
-                continue
-            state, did = step(state, ev, params)
-            changed |= did
-        self.state = state
-        if state is None:
-            # b"" tells the sink to delete the profile; the key's state is discarded
-            return ([ERASED] if erased else []), StatefulBatchLogic.DISCARD
-        if erased:
-            changed = True
-        if changed:
-            if self._recovery:
-                self._snapshot = None
-            return [encode_profile(state, params)], StatefulBatchLogic.RETAIN
-        return [], StatefulBatchLogic.RETAIN
+    def on_batch(self, values: list[Event | Control]) -> tuple[list[Output], bool]:
+        out = Outbox()
+        stitcher = self.stitcher
+        if stitcher is None:
+            stitcher = self.stitcher = Stitcher(key_of(values[0]), self.ip, self.params)
+        node = self.node = stitcher.apply(self.node, values, out)
+        emit: list[Output] = []
+        if out.removed:
+            emit.append((PROFILE, ERASED, None))
+        for other, canonical in out.links.items():
+            emit.append((LINK, other, canonical))
+        for control in out.sends:
+            emit.append((SEND, control, None))
+        for note in out.notes:
+            emit.append((NOTE, note, None))
+        if node is None:
+            return emit, StatefulBatchLogic.DISCARD
+        if out.profile_changed and node.customer is not None and node.target is None:
+            emit.append((PROFILE, encode_profile(node.customer, self.params, node.ids), None))
+        if emit and self._recovery:
+            self._snapshot = None
+        return emit, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         if self._snapshot is None:
-            assert self.state is not None
-            self._snapshot = encode_state(self.state)
+            assert self.node is not None
+            self._snapshot = encode_node(self.node)
         return self._snapshot
 
 
@@ -102,13 +132,15 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
 
 def redis_sink(settings: Settings) -> RedisProfileSink:
     """The profile keys of `settings`."""
-    return RedisProfileSink(client_factory(settings.require_redis()), Keys(settings.key_prefix))
+    return RedisProfileSink(
+        client_factory(settings.require_redis()), Keys(settings.key_prefix), settings.partitions
+    )
 
 
 def build_flow(
     settings: Settings,
-    source: Source[tuple[str, Event]] | None = None,
-    sink: Sink[tuple[str, bytes]] | None = None,
+    source: Source[tuple[str, Event | Control]] | None = None,
+    sink: Sink[tuple[str, Output]] | None = None,
     *,
     recovery: bool = True,
 ) -> Dataflow:
@@ -117,14 +149,17 @@ def build_flow(
     source = source or redis_source(settings, recovery)
     sink = sink or redis_sink(settings)
     params = profile_params(settings)
+    ip = identity_params(settings)
 
     flow = Dataflow("nudge")
-    # the source keys events by customer (`Event.customer_key`) as it decodes them
-    keyed = op.input("read_events", flow, source)  # (cid, Event)
-    profiles = op.stateful_batch(
-        "update_customer", keyed, lambda resume: CustomerLogic(params, resume, recovery)
-    )  # (cid, profile blob)
-    op.output("write_profiles", profiles, sink)
+    # the source keys events by id (`Event.customer_key`) and control records by addressee
+    keyed = op.input("read_events", flow, source)  # (id, Event | Control)
+    outputs = op.stateful_batch(
+        "update_customer",
+        keyed,
+        lambda resume: CustomerLogic(params, ip, resume, recovery),
+    )  # (id, Output)
+    op.output("write_profiles", outputs, sink)
     return flow
 
 

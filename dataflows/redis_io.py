@@ -20,7 +20,14 @@ from redis.retry import Retry
 
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
 from models.events import Event
-from models.keys import Keys, layout_error, stream_id
+from models.identity import (
+    CONTROL_FIELD,
+    Control,
+    IdentityError,
+    decode_controls,
+    encode_controls,
+)
+from models.keys import Keys, layout_error, partition_for, stream_id
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,7 @@ def check_layout(client: redis.Redis, keys: Keys, partitions: int) -> None:
         raise RecoveryStoreError(problem)
 
 
-Keyed = tuple[str, Event]
+Keyed = tuple[str, Event | Control]
 
 
 class _StreamPartition(StatefulSourcePartition[Keyed, str]):
@@ -136,8 +143,12 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         out: list[Keyed] = []
         for entry_id, fields in entries:
             try:
-                out.extend([(ev.customer_key, ev) for ev in decode_entry(fields[ENTRY_FIELD])])
-            except (CodecError, KeyError) as exc:
+                payload = fields.get(ENTRY_FIELD)
+                if payload is not None:
+                    out.extend([(ev.customer_key, ev) for ev in decode_entry(payload)])
+                else:  # the dataflow's own control records (identity stitching)
+                    out.extend([(c.to, c) for c in decode_controls(fields[CONTROL_FIELD])])
+            except (CodecError, IdentityError, KeyError) as exc:
                 self._dead_letter(entry_id, fields, exc)
         self._last_id = entries[-1][0].decode()
         per_entry = max(1, len(out) // len(entries))
@@ -152,7 +163,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
                 b"reason": f"dataflow could not decode entry: {exc}".encode(),
                 b"stream": self._stream.encode(),
                 b"entry_id": entry_id,
-                b"raw": fields.get(ENTRY_FIELD, b""),
+                b"raw": fields.get(ENTRY_FIELD, fields.get(CONTROL_FIELD, b"")),
             },
         )
 
@@ -221,46 +232,67 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
         )
 
 
-class _ProfilePartition(StatelessSinkPartition[tuple[str, bytes]]):
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+class _ProfilePartition(StatelessSinkPartition[tuple[str, tuple[int, Any, Any]]]):
+    def __init__(self, client: redis.Redis, keys: Keys, partitions: int) -> None:
         self._r = client
         self._keys = keys
+        self._streams = keys.all_events(partitions)
+        self._partitions = partitions
 
-    def write_batch(self, items: list[tuple[str, bytes]]) -> None:
-        # Several updates of one customer in a batch: the last one wins. MSET costs ~1 us a
-        # key against ~5 us for a pipelined SET/HSET per key (redis-py's per-command cost);
-        # chunks keep each command short so Redis never stalls on one.
-        profile = self._keys.profile
-        latest = {profile(cid): blob for cid, blob in items}
-        erased = [key for key, blob in latest.items() if not blob]  # b"": erased customers
-        for key in erased:
-            del latest[key]
-        if not erased and 0 < len(latest) <= MSET_CHUNK:
+    def write_batch(self, items: list[tuple[str, tuple[int, Any, Any]]]) -> None:
+        # Everything of a batch in one round trip. Several updates of one key in a batch: the
+        # last one wins. MSET costs ~1 us a key against ~5 us for a pipelined SET per key
+        # (redis-py's per-command cost); chunks keep each command short so Redis never stalls.
+        profile, link = self._keys.profile, self._keys.link
+        latest: dict[str, bytes | str] = {}
+        sends: dict[int, list[Control]] = {}
+        notes = 0
+        for key, (tag, a, b) in items:
+            if tag == 0:  # PROFILE: the blob, or b"" to delete
+                latest[profile(key)] = a
+            elif tag == 1:  # LINK: id -> canonical id, or "" to delete
+                latest[link(a)] = b
+            elif tag == 2:  # SEND: a control record for the id `a.to`
+                sends.setdefault(partition_for(a.to, self._partitions), []).append(a)
+            else:  # NOTE
+                log.warning("%s", a)
+                notes += 1
+        deleted = [k for k, v in latest.items() if not v]
+        for k in deleted:
+            del latest[k]
+        if not deleted and not sends and not notes and 0 < len(latest) <= MSET_CHUNK:
             self._r.mset(latest)
             return
         pipe = self._r.pipeline(transaction=False)
-        if erased:
-            pipe.delete(*erased)
-        chunk: dict[str, bytes] = {}
-        for key, blob in latest.items():
-            chunk[key] = blob
+        if deleted:
+            pipe.delete(*deleted)
+        chunk: dict[str, bytes | str] = {}
+        for k, blob in latest.items():
+            chunk[k] = blob
             if len(chunk) == MSET_CHUNK:
                 pipe.mset(chunk)
                 chunk = {}
         if chunk:
             pipe.mset(chunk)
+        # control records after the state they follow from; one entry per partition, in order
+        for part, records in sends.items():
+            pipe.xadd(self._streams[part], {CONTROL_FIELD: encode_controls(records)})
+        if notes:
+            pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
         pipe.execute()
 
     def close(self) -> None:
         self._r.close()
 
 
-class RedisProfileSink(DynamicSink[tuple[str, bytes]]):
-    """Writes every changed profile of a batch in one pipelined round trip (idempotent)."""
+class RedisProfileSink(DynamicSink[tuple[str, tuple[int, Any, Any]]]):
+    """Writes a batch's profiles and identity links, and appends its control records to the
+    event streams, in one pipelined round trip (idempotent: see `models.identity`)."""
 
-    def __init__(self, make_client: ClientFactory, keys: Keys) -> None:
+    def __init__(self, make_client: ClientFactory, keys: Keys, partitions: int) -> None:
         self._make_client = make_client
         self._keys = keys
+        self._partitions = partitions
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProfilePartition:
-        return _ProfilePartition(self._make_client(), self._keys)
+        return _ProfilePartition(self._make_client(), self._keys, self._partitions)

@@ -463,7 +463,8 @@ def merge(
     - sessions: closed ones add up, open ones merge where they overlap within the session gap;
     - recent products: the N latest of both;
     - carts combine: quantities of the same product add, the price of the later change wins;
-      both carts are settled (late cart events for either id apply after the merge);
+      recent cart changes of both replay in event-time order (a late one still applies where
+      it belongs);
     - orders seen under both ids (same order_id) count once; revenue adds;
     - traits and consent: per trait and per (channel, purpose), the latest statement wins;
       messageIds seen by either are known to both.
@@ -517,13 +518,19 @@ def merge(
             latest[pid] = ts
     out.recent = sorted([ts, pid] for pid, ts in latest.items())[-params.recent_products :]
 
-    cart_a, cart_b = a.cart(), b.cart()
+    # the settled parts of the carts add up; the recent ops of both replay in event-time order
+    # on top, so a late op of either id still lands where it belongs
+    base_a, base_b = a.cart_base, b.cart_base
     newer_b = (b.cart_updated or _NEVER) > (a.cart_updated or _NEVER)
-    for pid in sorted(cart_a.keys() | cart_b.keys()):
-        qa, pa = cart_a.get(pid, (0.0, 0.0))
-        qb, pb = cart_b.get(pid, (0.0, 0.0))
-        price = (pb if pid in cart_b else pa) if newer_b else (pa if pid in cart_a else pb)
+    for pid in sorted(base_a.keys() | base_b.keys()):
+        qa, pa = base_a.get(pid, (0.0, 0.0))
+        qb, pb = base_b.get(pid, (0.0, 0.0))
+        price = (pb if pid in base_b else pa) if newer_b else (pa if pid in base_a else pb)
         out.cart_base[pid] = [qa + qb, price]
+    ops: dict[int, list[Any]] = {}
+    for op in a.cart_log + b.cart_log:
+        ops.setdefault(op[1], list(op))  # the same message under both ids: once
+    out.cart_log = sorted(ops.values(), key=_op_order)
     updates = [t for t in (a.cart_updated, b.cart_updated) if t is not None]
     out.cart_updated = max(updates) if updates else None
 

@@ -58,6 +58,19 @@ class Keys:
         """
         return f"{self.base}:c:{{{customer_id}}}:profile"
 
+    def link(self, id_: str) -> str:
+        """String key: the canonical customer id an id was merged into (absent: the id is
+        canonical itself, or unknown).
+
+        >>> Keys().link("anon-1")
+        'nudge:v1:c:{anon-1}:link'
+        """
+        return f"{self.base}:c:{{{id_}}}:link"
+
+    def stats(self) -> str:
+        """Hash of deployment-wide counters (``identity_merges_refused``)."""
+        return f"{self.base}:stats"
+
     def meta(self) -> str:
         """Hash of deployment-wide facts every process must agree on (``partitions``)."""
         return f"{self.base}:meta"

@@ -19,7 +19,7 @@ from models.events import CHANNELS
 
 TOP_AFFINITIES: Final = 10
 DEFAULT_POLICY: Final = ConsentPolicy()
-PROFILE_VERSION: Final = 1
+PROFILE_VERSION: Final = 2
 
 
 @dataclass(slots=True)
@@ -47,9 +47,10 @@ class Profile:
     channels: dict[str, int]
     traits: dict[str, Any]
     consent: dict[str, list[Any]]  # "channel:purpose" -> [ts, hash, granted, source]
+    ids: list[str]  # the other ids linked to this customer
 
 
-def _row(s: CustomerState, params: ProfileParams) -> list[Any]:
+def _row(s: CustomerState, params: ProfileParams, ids: list[str]) -> list[Any]:
     # `Profile`'s fields in order, straight from the state: this runs once per changed
     # customer per batch in the dataflow
     return [
@@ -74,16 +75,17 @@ def _row(s: CustomerState, params: ProfileParams) -> list[Any]:
         s.channels,
         s.traits,
         s.consent,
+        ids,
     ]
 
 
-def to_profile(s: CustomerState, params: ProfileParams) -> Profile:
-    return Profile(*_row(s, params))
+def to_profile(s: CustomerState, params: ProfileParams, ids: list[str] | None = None) -> Profile:
+    return Profile(*_row(s, params, ids or []))
 
 
-def encode_profile(s: CustomerState, params: ProfileParams) -> bytes:
+def encode_profile(s: CustomerState, params: ProfileParams, ids: list[str] | None = None) -> bytes:
     """The profile blob: a versioned msgpack array of `Profile`'s fields."""
-    return _packer.pack([PROFILE_VERSION, *_row(s, params)])
+    return _packer.pack([PROFILE_VERSION, *_row(s, params, ids or [])])
 
 
 def decode_profile(data: bytes) -> Profile:
@@ -147,6 +149,7 @@ def render(p: Profile, now_ms: int, policy: ConsentPolicy | None = None) -> dict
         }
     return {
         "customer_id": p.customer_id,
+        "ids": sorted(p.ids),
         "first_seen": iso(p.first_seen),
         "last_seen": iso(p.last_seen),
         "events": {

@@ -25,14 +25,17 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
     },
 )
 async def get_customer(customer_id: str, store: StoreDep, policy: PolicyDep) -> dict[str, Any]:
-    """The customer's profile as of now (decayed scores are computed at read time)."""
-    blob = await store.profile_blob(customer_id)
+    """The customer's profile as of now (decayed scores are computed at read time). Any of
+    the customer's ids works: the answer names the canonical id it is for."""
+    _, blob = await store.resolve(customer_id)
     if blob is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             f"no profile for customer {customer_id!r}: no event for this id has been processed",
         )
-    return render(decode_profile(blob), time.time_ns() // 1_000_000, policy)
+    doc = render(decode_profile(blob), time.time_ns() // 1_000_000, policy)
+    doc["requested_id"] = customer_id
+    return doc
 
 
 @router.delete(
@@ -42,9 +45,10 @@ async def get_customer(customer_id: str, store: StoreDep, policy: PolicyDep) -> 
     responses={401: {"model": ErrorResponse, "description": "Missing or invalid admin key"}},
 )
 async def erase_customer(customer_id: str, store: StoreDep) -> Erased:
-    """Erase a customer (GDPR/CCPA): what Redis holds of them is deleted now, and an erase
-    marker goes through the event stream so that the dataflow forgets their state; an event
-    that arrives afterwards starts a new, empty profile. Idempotent."""
+    """Erase a customer (GDPR/CCPA), named by any of their ids: the profile and the links of
+    all their ids are deleted now, and an erase marker goes through the event stream so that
+    the dataflow forgets their state and unlinks their ids; an event that arrives afterwards
+    starts a new, empty profile. Idempotent."""
     now = time.time_ns() // 1_000_000
-    removed, marker = await store.erase(customer_id, f"erase-{uuid.uuid4()}", now)
-    return Erased(customer_id=customer_id, removed=removed, erase_marker=marker)
+    cid, removed, marker = await store.erase(customer_id, f"erase-{uuid.uuid4()}", now)
+    return Erased(requested_id=customer_id, customer_id=cid, removed=removed, erase_marker=marker)

@@ -17,8 +17,10 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from config.settings import Settings
 from models.codec import ENTRY_FIELD, decode_entry
+from models.customer import ProfileParams, new_state
 from models.events import Event
 from models.keys import Keys, partition_for
+from models.profile import encode_profile
 from tests.conftest import ADMIN_KEY, API_KEY, WRITE_KEY
 
 pytestmark = pytest.mark.integration
@@ -324,19 +326,23 @@ def test_erasure_needs_an_admin_key_and_sends_a_marker(
     client: TestClient, rclient: redis.Redis, settings: Settings
 ) -> None:
     keys = Keys(settings.key_prefix)
-    rclient.set(keys.profile("gone"), b"blob")
-    r = client.delete("/v1/customers/gone", headers={"Authorization": f"Bearer {API_KEY}"})
+    blob = encode_profile(new_state("gone", 1_000), ProfileParams(), ["anon-9"])
+    rclient.set(keys.profile("gone"), blob)
+    rclient.set(keys.link("anon-9"), "gone")
+    r = client.delete("/v1/customers/anon-9", headers={"Authorization": f"Bearer {API_KEY}"})
     assert r.status_code == 401 and "admin key" in r.text
-    r = client.delete("/v1/customers/gone", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    # named by a linked id: the whole customer goes
+    r = client.delete("/v1/customers/anon-9", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["customer_id"] == "gone" and out["removed"] == ["profile"]
-    assert rclient.get(keys.profile("gone")) is None
+    assert out["requested_id"] == "anon-9" and out["customer_id"] == "gone"
+    assert out["removed"] == ["profile", "link:anon-9"]
+    assert rclient.get(keys.profile("gone")) is None and rclient.get(keys.link("anon-9")) is None
     (marker,) = [e for e in stored(rclient, settings) if e.type == "erase"]
     assert marker.user_id == "gone"
     # idempotent: again, nothing left to remove, another marker
     r = client.delete("/v1/customers/gone", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-    assert r.json()["removed"] == []
+    assert r.json()["removed"] == [] and r.json()["customer_id"] == "gone"
     # clients cannot send erase markers themselves
     r = client.post("/v1/batch", json={"batch": [{"type": "erase", "userId": "x"}]},
                     headers=basic(WRITE_KEY))  # fmt: skip

@@ -11,9 +11,10 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from cli.datasets import read_calls
 from config.settings import Settings
-from dataflows.flow import build_flow, profile_params
+from dataflows.flow import PROFILE, Output, build_flow, profile_params
 from models.customer import step
 from models.events import Event
+from models.identity import IdentityParams
 from models.profile import decode_profile, render, to_profile
 from models.segment import normalize
 from tests.conftest import rees46_path
@@ -28,15 +29,21 @@ def sample_events(limit: int = 6000) -> list[Event]:
     ]
 
 
+def profile_blobs(out: list[tuple[str, Output]]) -> list[tuple[str, bytes]]:
+    """The PROFILE outputs of a run, in order."""
+    return [(key, a) for key, (tag, a, _) in out if tag == PROFILE]
+
+
 def run(events: list[Event], workers: int, batch_size: int = 64) -> dict[str, Any]:
-    out: list[tuple[str, bytes]] = []
+    out: list[tuple[str, Output]] = []
     keyed = [(e.customer_key, e) for e in events]
     flow = build_flow(Settings(), TestingSource(keyed, batch_size), TestingSink(out))
     if workers == 1:
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    latest = dict(out)  # per key, outputs are in order: the last one is the final profile
+    assert not [o for o in out if o[1][0] != PROFILE], "no ids to link in these events"
+    latest = dict(profile_blobs(out))  # per key, in order: the last one is the final profile
     return {cid: decode_profile(blob) for cid, blob in latest.items()}
 
 
@@ -85,7 +92,7 @@ def test_an_empty_snapshot_is_refused_not_taken_for_a_new_customer() -> None:
     from dataflows.flow import CustomerLogic
 
     with pytest.raises(RuntimeError, match="recovery snapshot is empty"):
-        CustomerLogic(profile_params(Settings()), b"")
+        CustomerLogic(profile_params(Settings()), IdentityParams(), b"")
 
 
 def test_erase_marker_drops_the_state_and_late_events_start_afresh() -> None:
@@ -102,18 +109,19 @@ def test_erase_marker_drops_the_state_and_late_events_start_afresh() -> None:
                  properties={"product_id": "q"})  # fmt: skip
     other = Event("track", "o1", t, NOW, "web", user_id="u2", event="Product Viewed")
     for batch_size in (1, 10):  # marker alone in a batch, or amid other events
-        out: list[tuple[str, bytes]] = []
+        out: list[tuple[str, Output]] = []
         items = [*before, other, erase_marker("u1", "e1", t + 10), before[0], late]
         flow = build_flow(
             Settings(), TestingSource([(e.customer_key, e) for e in items], batch_size),
             TestingSink(out),
         )  # fmt: skip
         run_main(flow)
-        mine = [blob for cid, blob in out if cid == "u1"]
+        mine = [blob for cid, blob in profile_blobs(out) if cid == "u1"]
         if batch_size == 1:
             assert ERASED in mine
         final = decode_profile(mine[-1])
         # a fresh profile: the re-sent m0 and the late m9, nothing from before the erasure
         assert final.counts == {"Product Viewed": 2}
         assert final.recent == ["q", "p"]
-        assert decode_profile(next(b for c, b in out if c == "u2")).counts == {"Product Viewed": 1}
+        u2 = next(b for c, b in profile_blobs(out) if c == "u2")
+        assert decode_profile(u2).counts == {"Product Viewed": 1}

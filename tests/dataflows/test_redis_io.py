@@ -118,11 +118,11 @@ def test_trim_only_behind_old_snapshots(rclient: redis.Redis, prefix: str) -> No
 
 def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
-    sink = RedisProfileSink(lambda: rclient, keys).build("write_profiles", 0, 1)
-    sink.write_batch([("a", b"1"), ("b", b"2"), ("a", b"3")])
+    sink = RedisProfileSink(lambda: rclient, keys, 1).build("write_profiles", 0, 1)
+    sink.write_batch([("a", (0, b"1", None)), ("b", (0, b"2", None)), ("a", (0, b"3", None))])
     assert rclient.get(keys.profile("a")) == b"3"
     assert rclient.get(keys.profile("b")) == b"2"
-    many = [(f"c{i}", str(i).encode()) for i in range(2500)]  # more than one MSET chunk
+    many = [(f"c{i}", (0, str(i).encode(), None)) for i in range(2500)]  # more than one MSET chunk
     sink.write_batch(many)
     assert rclient.mget([keys.profile(f"c{i}") for i in (0, 999, 1000, 2499)]) == [
         b"0",
@@ -188,7 +188,7 @@ def test_source_and_sink_ride_out_a_redis_restart(tmp_path: Path) -> None:
         first = add(client, keys.events(0), events(2))
         src = RedisStreamSource(make, keys, 1, read_events=100)
         p = src.build_part("read_events", keys.events(0), None)
-        sink = RedisProfileSink(make, keys).build("write_profiles", 0, 1)
+        sink = RedisProfileSink(make, keys, 1).build("write_profiles", 0, 1)
         assert [e.message_id for _, e in p.next_batch()] == ["m0", "m1"]
         server.stop()  # a Redis restart: AOF keeps the streams
         restarted = threading.Timer(0.5, server.start)
@@ -197,7 +197,7 @@ def test_source_and_sink_ride_out_a_redis_restart(tmp_path: Path) -> None:
         add(client, keys.events(0), events(1, 2))  # retried until Redis is back
         restarted.join()
         assert [e.message_id for _, e in p.next_batch()] == ["m2"]
-        sink.write_batch([("u0", b"profile")])
+        sink.write_batch([("u0", (0, b"profile", None))])
         assert client.get(keys.profile("u0")) == b"profile"
         assert time.monotonic() - started < 30
         assert first in [eid.decode() for eid, _ in client.xrange(keys.events(0))]

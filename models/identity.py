@@ -1,0 +1,461 @@
+"""Identity stitching: many ids, one customer — as a pure state machine per id.
+
+Every id (a userId, an anonymousId, an alias's previousId) is a key of the dataflow, and its
+`Node` is either
+
+- **canonical**: it holds the customer's state and the list of the other ids merged into it;
+- a **pointer** to the id it was merged into: events that reach it are forwarded there.
+
+Ids meet on an event that carries two of them (`identify` with an anonymousId, `alias`, any
+event carrying both ids). The canonical id that sees the event asks the other id's group to
+join with a `LINK` request; the request travels through the event log (Bytewax dataflows have
+no loops, so nudge writes its control records to the same Redis streams it reads). The group
+that ranks lower yields: it sends its whole state to the higher one (`JOIN`, applied with
+`models.customer.merge`) and becomes a pointer. Ranking is static, so both sides always agree
+and pointers never form a cycle: a userId outranks an anonymous id, then the smaller id wins.
+
+While a canonical id waits for the answer to its requests it holds back its later events, and
+applies them once the other group's state has been merged: so the result does not depend on how
+fast the control records travel (replay at full speed = live; 2 workers = 1).
+
+Every control record is idempotent (request ids are derived from the event that caused them),
+so the records a crashed dataflow sends again after restarting change nothing.
+
+Runaway merges (a shared device id that links thousands of users) stop at `max_ids`: the side
+that would yield refuses when the merged customer would hold more ids, and says so (`REFUSE`,
+plus a note the dataflow logs and counts).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgpack
+
+from models import NudgeError
+from models.codec import event_to_row, row_to_event
+from models.customer import (
+    CustomerState,
+    ProfileParams,
+    decode_state,
+    encode_state,
+    merge,
+    new_state,
+    step,
+)
+from models.events import ERASE, Event
+
+NODE_VERSION: Final = 1
+CONTROL_VERSION: Final = 1
+CONTROL_FIELD: Final = b"c"  # stream-entry field holding control records (events use b"e")
+
+ANON, USER = 0, 1  # kinds of id; a userId outranks an anonymous id
+
+# control record kinds
+LINK, JOIN, REFUSE, FORWARD, DROP = 0, 1, 2, 3, 4
+_KIND_NAMES: Final = ("link", "join", "refuse", "forward", "drop")
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+class IdentityError(NudgeError):
+    """A node or control record that this version cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityParams:
+    enabled: bool = True
+    max_ids: int = 100
+
+
+@dataclass(slots=True)
+class Control:
+    """A record the dataflow sends itself through the log, addressed to the id `to`.
+
+    - LINK: ``sender``'s group (``size`` ids, kind ``sender_kind``) asks ``to``'s group to
+      merge; ``to_kind`` is the kind of ``to`` as the sender saw it; ``answers`` is the request
+      this one answers (a counter-request from the higher-ranked group), or "".
+    - JOIN: reply to ``req``: ``sender``'s group yields; ``state`` is its customer state
+      (`encode_state`, or b"" if it had none), with its ids, open requests and held events.
+    - REFUSE: reply to ``req``: the merge would exceed the id limit.
+    - FORWARD: ``event`` reached an id that was merged into ``to``.
+    - DROP: ``to`` belonged to an erased customer: forget it.
+    """
+
+    kind: int
+    to: str
+    sender: str = ""
+    req: str = ""
+    sender_kind: int = ANON
+    to_kind: int = ANON
+    size: int = 0
+    answers: str = ""
+    state: bytes = b""
+    ids: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    held: list[Event] = field(default_factory=list)
+    event: Event | None = None
+
+    @property
+    def name(self) -> str:
+        return _KIND_NAMES[self.kind]
+
+
+def control_to_row(c: Control) -> list[Any]:
+    if c.kind == FORWARD:
+        assert c.event is not None
+        return [CONTROL_VERSION, FORWARD, c.to, event_to_row(c.event)]
+    if c.kind == DROP:
+        return [CONTROL_VERSION, DROP, c.to]
+    if c.kind == LINK:
+        return [
+            CONTROL_VERSION, LINK, c.to, c.sender, c.req, c.sender_kind, c.to_kind, c.size,
+            c.answers,
+        ]  # fmt: skip
+    if c.kind == JOIN:
+        return [
+            CONTROL_VERSION, JOIN, c.to, c.sender, c.req, c.state, c.ids, c.pending,
+            [event_to_row(e) for e in c.held],
+        ]  # fmt: skip
+    return [CONTROL_VERSION, REFUSE, c.to, c.sender, c.req]
+
+
+def row_to_control(row: Any) -> Control:
+    if not isinstance(row, list) or len(row) < 3 or row[0] != CONTROL_VERSION:
+        raise IdentityError(f"not a version {CONTROL_VERSION} control record: {str(row)[:60]}")
+    try:
+        kind, to = row[1], row[2]
+        if type(to) is not str:
+            raise IdentityError(f"control record addressed to a non-string: {str(row)[:60]}")
+        if kind == FORWARD:
+            return Control(FORWARD, to, event=row_to_event(row[3]))
+        if kind == DROP:
+            return Control(DROP, to)
+        if kind == LINK:
+            _, _, _, sender, req, skind, tkind, size, answers = row
+            return Control(LINK, to, sender, req, skind, tkind, size, answers)
+        if kind == JOIN:
+            _, _, _, sender, req, state, ids, pending, held = row
+            return Control(
+                JOIN, to, sender, req, state=state, ids=list(ids), pending=list(pending),
+                held=[row_to_event(r) for r in held],
+            )  # fmt: skip
+        if kind == REFUSE:
+            return Control(REFUSE, to, row[3], row[4])
+    except (ValueError, TypeError, IndexError) as exc:
+        raise IdentityError(f"malformed control record: {exc}") from exc
+    raise IdentityError(f"unknown control record kind {kind!r}")
+
+
+def encode_controls(records: list[Control]) -> bytes:
+    """Control records as the payload of one stream entry (field `CONTROL_FIELD`).
+
+    >>> c = Control(LINK, "anon-1", "u1", "r1", USER, ANON, 1)
+    >>> decode_controls(encode_controls([c])) == [c]
+    True
+    """
+    return _packer.pack([control_to_row(c) for c in records])
+
+
+def decode_controls(data: bytes) -> list[Control]:
+    try:
+        rows = msgpack.unpackb(data, raw=False)
+    except Exception as exc:
+        raise IdentityError(f"control entry is not msgpack: {exc}") from exc
+    if not isinstance(rows, list):
+        raise IdentityError("control entry is not an array of records")
+    return [row_to_control(r) for r in rows]
+
+
+def outranks(a_kind: int, a: str, b_kind: int, b: str) -> bool:
+    """Whether id `a` stays canonical when its group meets `b`'s: users first, then the
+    smaller id. A total, static order: both sides of a merge reach the same answer.
+
+    >>> outranks(USER, "zoe", ANON, "0a1b")
+    True
+    >>> outranks(USER, "ann", USER, "bob")
+    True
+    """
+    return a_kind > b_kind or (a_kind == b_kind and a < b)
+
+
+def request_id(message_id: str, other: str) -> str:
+    """The id of the link request an event makes for `other`: the same every time the event
+    is processed, so a request sent again after a crash is recognised.
+
+    >>> request_id("m1", "anon-1") == request_id("m1", "anon-1")
+    True
+    """
+    b = f"{message_id}\x00{other}".encode()
+    return f"{zlib.crc32(b):08x}{zlib.adler32(b):08x}"
+
+
+@dataclass(slots=True)
+class Node:
+    """The dataflow state of one id."""
+
+    key: str
+    kind: int
+    customer: CustomerState | None = None
+    target: str | None = None  # set: this id was merged into `target` (a pointer)
+    ids: list[str] = field(default_factory=list)  # other ids merged into this one
+    asked: list[str] = field(default_factory=list)  # ids a link was requested (or refused) for
+    pending: list[str] = field(default_factory=list)  # open link requests
+    held: list[Event] = field(default_factory=list)  # events held until `pending` empties
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What applying a batch to one id produced, for the sinks."""
+
+    profile_changed: bool = False
+    removed: bool = False  # the id's profile must be deleted (merged away or erased)
+    links: dict[str, str] = field(default_factory=dict)  # id -> canonical id ("" = delete)
+    sends: list[Control] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # refusals, for logs and metrics
+
+
+def encode_node(n: Node) -> bytes:
+    """A node as msgpack (recovery snapshots; never pickle)."""
+    return _packer.pack(
+        [
+            NODE_VERSION,
+            n.key,
+            n.kind,
+            encode_state(n.customer) if n.customer is not None else None,
+            n.target,
+            n.ids,
+            n.asked,
+            n.pending,
+            [event_to_row(e) for e in n.held],
+        ]
+    )
+
+
+def decode_node(data: bytes) -> Node:
+    row = msgpack.unpackb(data, raw=False)
+    if not isinstance(row, list) or not row or row[0] != NODE_VERSION:
+        raise IdentityError(f"unknown identity node version {row[0] if row else None!r}")
+    _, key, kind, state, target, ids, asked, pending, held = row
+    return Node(
+        key,
+        kind,
+        decode_state(state) if state is not None else None,
+        target,
+        ids,
+        asked,
+        pending,
+        [row_to_event(r) for r in held],
+    )
+
+
+class Stitcher:
+    """Applies events and control records to the node of one id (`key`)."""
+
+    __slots__ = ("ip", "key", "pp")
+
+    def __init__(self, key: str, ip: IdentityParams, pp: ProfileParams) -> None:
+        self.key = key
+        self.ip = ip
+        self.pp = pp
+
+    def apply(self, node: Node | None, items: list[Event | Control], out: Outbox) -> Node | None:
+        """Fold a batch of items into `node`; effects go to `out`. Returns the new node (None
+        once it holds nothing: erased, or never created)."""
+        for item in items:
+            if type(item) is Event:
+                node = self.event(node, item, out)
+            else:
+                assert isinstance(item, Control)
+                node = self.control(node, item, out)
+        return node
+
+    # --- events -----------------------------------------------------------------------------
+    def event(self, node: Node | None, ev: Event, out: Outbox) -> Node | None:
+        if ev.type == ERASE:
+            self.erase(node, out)
+            return None
+        if node is None:
+            node = Node(self.key, USER if ev.user_id == self.key else ANON)
+        elif node.target is not None:
+            out.sends.append(Control(FORWARD, node.target, event=ev))
+            return node
+        if node.pending:
+            node.held.append(ev)
+            return node
+        self._step(node, ev, out)
+        return node
+
+    def _step(self, node: Node, ev: Event, out: Outbox) -> None:
+        customer = node.customer
+        if customer is None:
+            customer = node.customer = new_state(self.key, ev.timestamp)
+        _, changed = step(customer, ev, self.pp)
+        if not changed:
+            return  # a duplicate: it linked whatever it links the first time
+        out.profile_changed = True
+        if not self.ip.enabled:
+            return
+        key = self.key
+        for other, kind in (
+            (ev.user_id, USER),
+            (ev.anonymous_id, ANON),
+            (ev.previous_id, ANON),  # an existing id keeps the kind it was first seen with
+        ):
+            if other is None or other == key or other in node.ids or other in node.asked:
+                continue
+            node.asked.append(other)
+            if len(node.asked) > 4 * self.ip.max_ids:
+                del node.asked[0]  # refusals are remembered, within bounds
+            size = 1 + len(node.ids)
+            if size + 1 > self.ip.max_ids:
+                out.notes.append(
+                    f"identity: not linking {other!r} to customer {key!r}: it already has "
+                    f"{size} ids (NUDGE_IDENTITY_MAX_IDS={self.ip.max_ids})"
+                )
+                continue
+            req = request_id(ev.message_id, other)
+            node.pending.append(req)
+            out.sends.append(Control(LINK, other, key, req, node.kind, kind, size))
+
+    def _release(self, node: Node, out: Outbox) -> None:
+        """Apply held events while no request is open (one may open a new request)."""
+        while node.held and not node.pending and node.target is None:
+            ev = node.held.pop(0)
+            self._step(node, ev, out)
+
+    def erase(self, node: Node | None, out: Outbox) -> None:
+        if node is not None and node.target is not None:
+            # the marker reached an id that had been merged away: it is for the canonical one
+            out.sends.append(Control(FORWARD, node.target, event=_erase_for(node.target)))
+            out.links[self.key] = ""
+            return
+        out.removed = True
+        if node is not None:
+            for other in node.ids:
+                out.links[other] = ""
+                out.sends.append(Control(DROP, other))
+
+    # --- control records --------------------------------------------------------------------
+    def control(self, node: Node | None, c: Control, out: Outbox) -> Node | None:
+        kind = c.kind
+        if kind == FORWARD:
+            assert c.event is not None
+            return self.event(node, c.event, out)
+        if kind == DROP:
+            if node is not None and node.target is not None:
+                out.links[self.key] = ""
+                return None
+            return node
+        if node is not None and node.target is not None:
+            # merged away: whatever was meant for this id goes to its group
+            out.sends.append(_readdress(c, node.target))
+            return node
+        if kind == LINK:
+            return self._link(node, c, out)
+        if kind == JOIN:
+            return self._join(node, c, out)
+        # REFUSE
+        if node is not None and c.req in node.pending:
+            node.pending.remove(c.req)
+            self._release(node, out)
+        return node
+
+    def _link(self, node: Node | None, c: Control, out: Outbox) -> Node | None:
+        key = self.key
+        if c.sender == key:
+            # our own request came back through a pointer: that id is already in our group
+            if node is not None and c.req in node.pending:
+                node.pending.remove(c.req)
+                self._release(node, out)
+            return node
+        if node is None:
+            node = Node(key, c.to_kind)
+        if c.answers and c.answers in node.pending:
+            node.pending.remove(c.answers)
+        if outranks(node.kind, key, c.sender_kind, c.sender):
+            # we stay canonical: ask the sender's group to join us instead
+            req = request_id(c.req, key)
+            if req not in node.pending:
+                node.pending.append(req)
+            out.sends.append(
+                Control(LINK, c.sender, key, req, node.kind, c.sender_kind, 1 + len(node.ids),
+                        answers=c.req)
+            )  # fmt: skip
+            self._release(node, out)
+            return node
+        size = 1 + len(node.ids)
+        if c.size + size > self.ip.max_ids:
+            out.notes.append(
+                f"identity: refused to merge customer {key!r} ({size} ids) into {c.sender!r} "
+                f"({c.size} ids): over NUDGE_IDENTITY_MAX_IDS={self.ip.max_ids}"
+            )
+            out.sends.append(Control(REFUSE, c.sender, key, c.req))
+            self._release(node, out)
+            return node
+        # yield: our whole group moves to the sender's
+        out.sends.append(
+            Control(
+                JOIN, c.sender, key, c.req,
+                state=encode_state(node.customer) if node.customer is not None else b"",
+                ids=node.ids, pending=node.pending, held=node.held,
+            )
+        )  # fmt: skip
+        if node.customer is not None:
+            out.removed = True
+        out.links[key] = c.sender
+        return Node(key, node.kind, target=c.sender)
+
+    def _join(self, node: Node | None, c: Control, out: Outbox) -> Node | None:
+        if node is None:
+            # we were erased after asking: what joins starts a new customer under this id
+            node = Node(self.key, ANON)
+        elif c.req not in node.pending:
+            return node  # a reply we already applied (sent again after a restart)
+        else:
+            node.pending.remove(c.req)
+        key = self.key
+        if c.state:
+            theirs = decode_state(c.state)
+            mine = node.customer
+            node.customer = (
+                merge(mine, theirs, key, self.pp) if mine is not None else _rename(theirs, key)
+            )
+            out.profile_changed = True
+        asked = node.asked
+        for other in (c.sender, *c.ids):
+            if other != key and other not in node.ids:
+                node.ids.append(other)
+                if other in asked:
+                    asked.remove(other)
+                out.links[other] = key
+                out.profile_changed = True
+        for req in c.pending:
+            if req not in node.pending:
+                node.pending.append(req)
+        node.held.extend(c.held)
+        self._release(node, out)
+        return node
+
+
+def key_of(item: Event | Control) -> str:
+    """The id an item is for: an event's customer key, a control record's addressee."""
+    return item.customer_key if type(item) is Event else item.to  # type: ignore[union-attr]
+
+
+def _rename(state: CustomerState, customer_id: str) -> CustomerState:
+    state.customer_id = customer_id
+    return state
+
+
+def _readdress(c: Control, to: str) -> Control:
+    return Control(
+        c.kind, to, c.sender, c.req, c.sender_kind, c.to_kind, c.size, c.answers, c.state,
+        c.ids, c.pending, c.held, c.event,
+    )  # fmt: skip
+
+
+def _erase_for(customer_id: str) -> Event:
+    return Event(ERASE, f"erase-fwd-{customer_id}", 0, 0, "api", user_id=customer_id)
