@@ -10,7 +10,7 @@ import csv
 import gzip
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -144,3 +144,39 @@ def read_calls(path: Path, limit: int | None = None) -> Iterator[tuple[int | Non
                 yield convert(row, line.rstrip("\r\n"))
             except (ValueError, KeyError) as exc:
                 raise DatasetError(f"{path}:{n + 2}: cannot read row {row!r}: {exc}") from exc
+
+
+def with_late_logins(
+    calls: Iterable[tuple[int | None, dict[str, Any]]],
+) -> Iterator[tuple[int | None, dict[str, Any]]]:
+    """The REES46 calls as a shop with logins sees them: each session browses anonymously
+    (``anonymousId`` = the session) until its first cart change or order, then signs in
+    (an ``identify`` linking the session to the user) and sends both ids from then on. Calls
+    with no session pass unchanged. Exercises identity stitching with real traffic."""
+    signed_in: set[str] = set()
+    for ts, call in calls:
+        props = call.get("properties") or {}
+        session = props.get("session_id") or props.get("order_id")
+        user = call.get("userId")
+        if session is None or user is None:
+            yield ts, call
+            continue
+        anon = f"anon-{session}"
+        if session in signed_in:
+            yield ts, {**call, "anonymousId": anon}
+            continue
+        if call.get("event") in ("Product Added", "Product Removed", "Order Completed"):
+            signed_in.add(session)
+            login = {
+                "type": "identify",
+                "userId": user,
+                "anonymousId": anon,
+                "messageId": f"{call['messageId']}-login",
+                "timestamp": call["timestamp"],
+                "context": call.get("context", {}),
+            }
+            yield ts, login
+            yield ts, {**call, "anonymousId": anon}
+            continue
+        anonymous = {k: v for k, v in call.items() if k != "userId"}
+        yield ts, {**anonymous, "anonymousId": anon}

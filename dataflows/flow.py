@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import bytewax.operators as op
+import redis
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
@@ -22,6 +23,7 @@ from models.events import Event
 from models.identity import (
     Control,
     IdentityParams,
+    Lookup,
     Node,
     Outbox,
     Stitcher,
@@ -70,6 +72,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         ip: IdentityParams,
         resume: bytes | None,
         recovery: bool = True,
+        prior: Lookup | None = None,
     ) -> None:
         if resume == b"":
             raise RuntimeError(
@@ -78,9 +81,12 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
             )
         self.params = params
         self.ip = ip
+        self.prior = prior
         # Bytewax does not tell a logic its key: it is the node's, or the first item's
         self.node: Node | None = decode_node(resume) if resume else None
-        self.stitcher = Stitcher(self.node.key, ip, params) if self.node is not None else None
+        self.stitcher = (
+            Stitcher(self.node.key, ip, params, prior) if self.node is not None else None
+        )
         # Bytewax asks for snapshots more often than the state changes (every touched key, at
         # every epoch, with or without recovery): encode once per change, and never when no
         # recovery store will keep them.
@@ -91,7 +97,8 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         out = Outbox()
         stitcher = self.stitcher
         if stitcher is None:
-            stitcher = self.stitcher = Stitcher(key_of(values[0]), self.ip, self.params)
+            key = key_of(values[0])
+            stitcher = self.stitcher = Stitcher(key, self.ip, self.params, self.prior)
         node = self.node = stitcher.apply(self.node, values, out)
         emit: list[Output] = []
         if out.removed:
@@ -137,6 +144,22 @@ def redis_sink(settings: Settings) -> RedisProfileSink:
     )
 
 
+def link_lookup(settings: Settings) -> Lookup:
+    """`GET` of an id's link key, on one connection per process opened at first use (it is
+    needed only for link requests re-read after a restart)."""
+    keys = Keys(settings.key_prefix)
+    url = settings.require_redis()
+    client: list[redis.Redis] = []
+
+    def prior(id_: str) -> str | None:
+        if not client:
+            client.append(client_factory(url)())
+        value: Any = client[0].get(keys.link(id_))
+        return value.decode() if value else None
+
+    return prior
+
+
 def build_flow(
     settings: Settings,
     source: Source[tuple[str, Event | Control]] | None = None,
@@ -147,6 +170,7 @@ def build_flow(
     """Build the dataflow. Tests pass a `TestingSource`/`TestingSink`; production uses Redis.
     `recovery` says whether the run snapshots state (it decides whether streams are trimmed)."""
     source = source or redis_source(settings, recovery)
+    prior = link_lookup(settings) if sink is None else None
     sink = sink or redis_sink(settings)
     params = profile_params(settings)
     ip = identity_params(settings)
@@ -157,7 +181,7 @@ def build_flow(
     outputs = op.stateful_batch(
         "update_customer",
         keyed,
-        lambda resume: CustomerLogic(params, ip, resume, recovery),
+        lambda resume: CustomerLogic(params, ip, resume, recovery, prior),
     )  # (id, Output)
     op.output("write_profiles", outputs, sink)
     return flow

@@ -112,6 +112,10 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._keys = keys
         self._stream = stream
         self._last_id = resume_id or "0-0"
+        # Entries already in the stream at start may have been acted on by a run before a
+        # crash: control records among them are marked `replayed` (see `models.identity`).
+        tip: Any = client.xrevrange(stream, count=1)
+        self._replay_until = stream_id(tip[0][0]) if tip else (0, 0)
         # An entry holds one request's events for this partition (1 to 2,500): the XREAD
         # COUNT adapts to the mean entry size so that a read brings about `read_events`.
         self._read_events = read_events
@@ -147,7 +151,11 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
                 if payload is not None:
                     out.extend([(ev.customer_key, ev) for ev in decode_entry(payload)])
                 else:  # the dataflow's own control records (identity stitching)
-                    out.extend([(c.to, c) for c in decode_controls(fields[CONTROL_FIELD])])
+                    records = decode_controls(fields[CONTROL_FIELD])
+                    if stream_id(entry_id) <= self._replay_until:
+                        for c in records:
+                            c.replayed = True
+                    out.extend([(c.to, c) for c in records])
             except (CodecError, IdentityError, KeyError) as exc:
                 self._dead_letter(entry_id, fields, exc)
         self._last_id = entries[-1][0].decode()
@@ -263,7 +271,9 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, tuple[int, Any, Any]]]
         if not deleted and not sends and not notes and 0 < len(latest) <= MSET_CHUNK:
             self._r.mset(latest)
             return
-        pipe = self._r.pipeline(transaction=False)
+        # MULTI when control records go out: a JOIN and the link that records it land together
+        # or not at all (a restarted run looks the link up: `models.identity.Stitcher.prior`)
+        pipe = self._r.pipeline(transaction=bool(sends))
         if deleted:
             pipe.delete(*deleted)
         chunk: dict[str, bytes | str] = {}

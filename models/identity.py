@@ -29,6 +29,7 @@ plus a note the dataflow logs and counts).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -94,9 +95,12 @@ class Control:
     answers: str = ""
     state: bytes = b""
     ids: list[str] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
+    pending: dict[str, int] = field(default_factory=dict)
     held: list[Event] = field(default_factory=list)
     event: Event | None = None
+    # not sent: set by the reader on records that were already in the log when the dataflow
+    # (re)started, i.e. that a run before a crash may have acted on
+    replayed: bool = False
 
     @property
     def name(self) -> str:
@@ -139,7 +143,7 @@ def row_to_control(row: Any) -> Control:
         if kind == JOIN:
             _, _, _, sender, req, state, ids, pending, held = row
             return Control(
-                JOIN, to, sender, req, state=state, ids=list(ids), pending=list(pending),
+                JOIN, to, sender, req, state=state, ids=list(ids), pending=dict(pending),
                 held=[row_to_event(r) for r in held],
             )  # fmt: skip
         if kind == REFUSE:
@@ -202,7 +206,8 @@ class Node:
     target: str | None = None  # set: this id was merged into `target` (a pointer)
     ids: list[str] = field(default_factory=list)  # other ids merged into this one
     asked: list[str] = field(default_factory=list)  # ids a link was requested (or refused) for
-    pending: list[str] = field(default_factory=list)  # open link requests
+    # open link requests -> ids reserved for what they may bring (the runaway limit counts them)
+    pending: dict[str, int] = field(default_factory=dict)
     held: list[Event] = field(default_factory=list)  # events held until `pending` empties
 
 
@@ -251,15 +256,28 @@ def decode_node(data: bytes) -> Node:
     )
 
 
+Lookup = Callable[[str], str | None]
+
+
 class Stitcher:
-    """Applies events and control records to the node of one id (`key`)."""
+    """Applies events and control records to the node of one id (`key`).
 
-    __slots__ = ("ip", "key", "pp")
+    `prior(key)` tells where this id's link points in the store (the link key the sink
+    writes together with every JOIN), or None. It is asked only for LINK requests that were
+    in the log before a restart: the run before the crash may have yielded this id to another
+    group, from a state the restart rolled back; the id must then yield to that group again,
+    or its data would be merged into two customers.
+    """
 
-    def __init__(self, key: str, ip: IdentityParams, pp: ProfileParams) -> None:
+    __slots__ = ("ip", "key", "pp", "prior")
+
+    def __init__(
+        self, key: str, ip: IdentityParams, pp: ProfileParams, prior: Lookup | None = None
+    ) -> None:
         self.key = key
         self.ip = ip
         self.pp = pp
+        self.prior = prior
 
     def apply(self, node: Node | None, items: list[Event | Control], out: Outbox) -> Node | None:
         """Fold a batch of items into `node`; effects go to `out`. Returns the new node (None
@@ -309,7 +327,7 @@ class Stitcher:
             node.asked.append(other)
             if len(node.asked) > 4 * self.ip.max_ids:
                 del node.asked[0]  # refusals are remembered, within bounds
-            size = 1 + len(node.ids)
+            size = _size(node)
             if size + 1 > self.ip.max_ids:
                 out.notes.append(
                     f"identity: not linking {other!r} to customer {key!r}: it already has "
@@ -317,7 +335,7 @@ class Stitcher:
                 )
                 continue
             req = request_id(ev.message_id, other)
-            node.pending.append(req)
+            node.pending[req] = 1
             out.sends.append(Control(LINK, other, key, req, node.kind, kind, size))
 
     def _release(self, node: Node, out: Outbox) -> None:
@@ -358,8 +376,7 @@ class Stitcher:
         if kind == JOIN:
             return self._join(node, c, out)
         # REFUSE
-        if node is not None and c.req in node.pending:
-            node.pending.remove(c.req)
+        if node is not None and node.pending.pop(c.req, None) is not None:
             self._release(node, out)
         return node
 
@@ -367,32 +384,39 @@ class Stitcher:
         key = self.key
         if c.sender == key:
             # our own request came back through a pointer: that id is already in our group
-            if node is not None and c.req in node.pending:
-                node.pending.remove(c.req)
+            if node is not None and node.pending.pop(c.req, None) is not None:
                 self._release(node, out)
             return node
         if node is None:
             node = Node(key, c.to_kind)
-        if c.answers and c.answers in node.pending:
-            node.pending.remove(c.answers)
-        if outranks(node.kind, key, c.sender_kind, c.sender):
-            # we stay canonical: ask the sender's group to join us instead
-            req = request_id(c.req, key)
-            if req not in node.pending:
-                node.pending.append(req)
-            out.sends.append(
-                Control(LINK, c.sender, key, req, node.kind, c.sender_kind, 1 + len(node.ids),
-                        answers=c.req)
-            )  # fmt: skip
-            self._release(node, out)
-            return node
-        size = 1 + len(node.ids)
-        if c.size + size > self.ip.max_ids:
+        if c.answers:
+            node.pending.pop(c.answers, None)
+        decided = self.prior(key) if c.replayed and self.prior is not None else None
+        if decided is not None and decided != c.sender:
+            # before a restart this id yielded to `decided`: its data is there already
+            out.sends.append(_readdress(c, decided))
+            for ev in node.held:
+                out.sends.append(Control(FORWARD, decided, event=ev))
+            if node.customer is not None:
+                out.removed = True
+            return Node(key, node.kind, target=decided)
+        req = request_id(c.req, key)
+        prior = node.pending.get(req)  # set: we answered this request before a restart
+        size = _size(node) - (prior or 0)
+        if prior is None and decided is None and c.size + size > self.ip.max_ids:
             out.notes.append(
-                f"identity: refused to merge customer {key!r} ({size} ids) into {c.sender!r} "
+                f"identity: refused to merge customers {key!r} ({size} ids) and {c.sender!r} "
                 f"({c.size} ids): over NUDGE_IDENTITY_MAX_IDS={self.ip.max_ids}"
             )
             out.sends.append(Control(REFUSE, c.sender, key, c.req))
+            self._release(node, out)
+            return node
+        if outranks(node.kind, key, c.sender_kind, c.sender):
+            # we stay canonical: ask the sender's group to join us instead, keeping room for it
+            node.pending[req] = prior or c.size
+            out.sends.append(
+                Control(LINK, c.sender, key, req, node.kind, c.sender_kind, size, answers=c.req)
+            )
             self._release(node, out)
             return node
         # yield: our whole group moves to the sender's
@@ -409,14 +433,19 @@ class Stitcher:
         return Node(key, node.kind, target=c.sender)
 
     def _join(self, node: Node | None, c: Control, out: Outbox) -> Node | None:
+        key = self.key
         if node is None:
             # we were erased after asking: what joins starts a new customer under this id
-            node = Node(self.key, ANON)
-        elif c.req not in node.pending:
-            return node  # a reply we already applied (sent again after a restart)
-        else:
-            node.pending.remove(c.req)
-        key = self.key
+            node = Node(key, ANON)
+        elif node.pending.pop(c.req, None) is None and c.sender in node.ids:
+            # a reply we already applied, sent again after a restart: its sender may have
+            # pointed its link elsewhere again meanwhile; point it back
+            for other in (c.sender, *c.ids):
+                if other in node.ids:
+                    out.links[other] = key
+            return node
+        # (else a reply to a request that a restart made us close otherwise, e.g. refused
+        # this time: the sender has yielded to us all the same, so its data is taken)
         if c.state:
             theirs = decode_state(c.state)
             mine = node.customer
@@ -432,12 +461,16 @@ class Stitcher:
                     asked.remove(other)
                 out.links[other] = key
                 out.profile_changed = True
-        for req in c.pending:
-            if req not in node.pending:
-                node.pending.append(req)
+        for req, reserved in c.pending.items():
+            node.pending.setdefault(req, reserved)
         node.held.extend(c.held)
         self._release(node, out)
         return node
+
+
+def _size(node: Node) -> int:
+    """Ids of the node's customer, counting those its open requests may bring."""
+    return 1 + len(node.ids) + sum(node.pending.values())
 
 
 def key_of(item: Event | Control) -> str:
@@ -451,6 +484,7 @@ def _rename(state: CustomerState, customer_id: str) -> CustomerState:
 
 
 def _readdress(c: Control, to: str) -> Control:
+    # a new record: not `replayed`
     return Control(
         c.kind, to, c.sender, c.req, c.sender_kind, c.to_kind, c.size, c.answers, c.state,
         c.ids, c.pending, c.held, c.event,

@@ -107,6 +107,8 @@ def env_for(settings: Settings) -> dict[str, str]:
         "NUDGE_PARTITIONS": str(settings.partitions),
         "NUDGE_RECOVERY_DIR": str(settings.recovery_dir),
         "NUDGE_EPOCH_S": str(settings.epoch_s),
+        "NUDGE_IDENTITY": str(settings.identity).lower(),
+        "NUDGE_IDENTITY_MAX_IDS": str(settings.identity_max_ids),
         "NUDGE_IDLE_BACKOFF_MS": "20",
         "NUDGE_READ_EVENTS": "200",  # small reads: many batches, so a kill lands mid-replay
         "PYTHONPATH": str(ROOT),
@@ -116,13 +118,14 @@ def env_for(settings: Settings) -> dict[str, str]:
 class Dataflow:
     """`nudge dataflow` as a child process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, workers: int = 1) -> None:
         self.settings = settings
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Dataflow:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "dataflow"],
+            [sys.executable, "-m", "cli.main", "dataflow", "-w", str(self.workers)],
             env=env_for(self.settings),
             cwd=ROOT,
         )
