@@ -13,7 +13,7 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import orjson
 
@@ -146,13 +146,18 @@ def read_calls(path: Path, limit: int | None = None) -> Iterator[tuple[int | Non
                 raise DatasetError(f"{path}:{n + 2}: cannot read row {row!r}: {exc}") from exc
 
 
+LOGIN_EVENTS: Final = frozenset({"Product Added", "Product Removed", "Order Completed"})
+
+
 def with_late_logins(
     calls: Iterable[tuple[int | None, dict[str, Any]]],
+    login_on: frozenset[str] | None = LOGIN_EVENTS,
 ) -> Iterator[tuple[int | None, dict[str, Any]]]:
     """The REES46 calls as a shop with logins sees them: each session browses anonymously
-    (``anonymousId`` = the session) until its first cart change or order, then signs in
-    (an ``identify`` linking the session to the user) and sends both ids from then on. Calls
-    with no session pass unchanged. Exercises identity stitching with real traffic."""
+    (``anonymousId`` = the session) until its first event named in `login_on` (a cart change
+    or an order; None: its first event), then signs in (an ``identify`` linking the session
+    to the user) and sends both ids from then on. Calls with no session pass unchanged.
+    Exercises identity stitching with real traffic."""
     signed_in: set[str] = set()
     for ts, call in calls:
         props = call.get("properties") or {}
@@ -165,7 +170,7 @@ def with_late_logins(
         if session in signed_in:
             yield ts, {**call, "anonymousId": anon}
             continue
-        if call.get("event") in ("Product Added", "Product Removed", "Order Completed"):
+        if login_on is None or call.get("event") in login_on:
             signed_in.add(session)
             login = {
                 "type": "identify",

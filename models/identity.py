@@ -317,12 +317,20 @@ class Stitcher:
         if not self.ip.enabled:
             return
         key = self.key
-        for other, kind in (
-            (ev.user_id, USER),
-            (ev.anonymous_id, ANON),
-            (ev.previous_id, ANON),  # an existing id keeps the kind it was first seen with
+        uid, anon, prev = ev.user_id, ev.anonymous_id, ev.previous_id
+        ids = node.ids
+        if (
+            (uid is None or uid == key or uid in ids)
+            and (anon is None or anon == key or anon in ids)
+            and prev is None
         ):
-            if other is None or other == key or other in node.ids or other in node.asked:
+            return  # the common case: no id this customer does not know already
+        for other, kind in (
+            (uid, USER),
+            (anon, ANON),
+            (prev, ANON),  # an existing id keeps the kind it was first seen with
+        ):
+            if other is None or other == key or other in ids or other in node.asked:
                 continue
             node.asked.append(other)
             if len(node.asked) > 4 * self.ip.max_ids:
