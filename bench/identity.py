@@ -14,11 +14,12 @@ becomes a pointer. With identity off, each id is its own customer.
 Both variants pre-load the same stream entries and run `dataflows.flow.build_flow` with one
 worker in this process. The streams are live and the identity run writes its control records
 into them while it runs, so each run ends once every partition has delivered its pre-loaded
-entries and nothing new has arrived for `IDLE_S`; the rate is events / (last entry read − first
+entries and nothing new has arrived for `IDLE_S`; the rate is events / (last entry read - first
 entry read). The table also shows how long the run went on after the last pre-loaded entry
 had been read: control records written during the run queue behind the pre-loaded backlog, so
-the last merges complete after it (a latency, which this rate counts). Each run is checked against Redis: every event counted once, the expected number of
-customers, and (identity on) a link for every session that signed in.
+the last merges complete after it (work deferred, which this rate counts). Each run is checked
+against Redis: every event counted once, the expected number of customers, and (identity on) a
+link for every id merged into another.
 """
 
 from __future__ import annotations
