@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import bytewax.operators as op
@@ -42,6 +43,14 @@ LINK = 1  # (LINK, id, canonical id or "" to delete the link)
 SEND = 2  # (SEND, Control, None): a control record to append to the log
 NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
 Output = tuple[int, Any, Any]
+
+
+class _Local(threading.local):
+    def __init__(self) -> None:
+        self.out = Outbox()
+
+
+_LOCAL = _Local()
 
 
 def profile_params(settings: Settings) -> ProfileParams:
@@ -94,27 +103,41 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         self._recovery = recovery
 
     def on_batch(self, values: list[Event | Control]) -> tuple[list[Output], bool]:
-        out = Outbox()
+        out = _LOCAL.out  # one per worker thread, reset after use: no allocation per batch
         stitcher = self.stitcher
         if stitcher is None:
             key = key_of(values[0])
             stitcher = self.stitcher = Stitcher(key, self.ip, self.params, self.prior)
         node = self.node = stitcher.apply(self.node, values, out)
+        changed = out.profile_changed
+        if (changed or out.touched) and self._recovery:
+            self._snapshot = None
+        out.profile_changed = out.touched = False
+        if node is not None and not (out.removed or out.links or out.sends or out.notes):
+            # the common case: one customer's events, nothing else to tell
+            if not changed:
+                return [], StatefulBatchLogic.RETAIN
+            if node.customer is None or node.target is not None:
+                return [], StatefulBatchLogic.RETAIN
+            blob = encode_profile(node.customer, self.params, node.ids)
+            return [(PROFILE, blob, None)], StatefulBatchLogic.RETAIN
         emit: list[Output] = []
         if out.removed:
             emit.append((PROFILE, ERASED, None))
-        for other, canonical in out.links.items():
-            emit.append((LINK, other, canonical))
-        for control in out.sends:
-            emit.append((SEND, control, None))
-        for note in out.notes:
-            emit.append((NOTE, note, None))
+            out.removed = False
+        if out.links:
+            emit.extend([(LINK, other, canonical) for other, canonical in out.links.items()])
+            out.links = {}
+        if out.sends:
+            emit.extend([(SEND, control, None) for control in out.sends])
+            out.sends = []
+        if out.notes:
+            emit.extend([(NOTE, note, None) for note in out.notes])
+            out.notes = []
         if node is None:
             return emit, StatefulBatchLogic.DISCARD
-        if out.profile_changed and node.customer is not None and node.target is None:
+        if changed and node.customer is not None and node.target is None:
             emit.append((PROFILE, encode_profile(node.customer, self.params, node.ids), None))
-        if emit and self._recovery:
-            self._snapshot = None
         return emit, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:

@@ -565,8 +565,12 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 def encode_state(s: CustomerState) -> bytes:
     """Full state → msgpack (recovery snapshots; never pickle)."""
-    return _packer.pack(
-        [
+    return _packer.pack(state_to_row(s))
+
+
+def state_to_row(s: CustomerState) -> list[Any]:
+    """The state as the versioned array `encode_state` packs (to embed it in a larger one)."""
+    return [
             STATE_VERSION,
             s.customer_id,
             s.first_seen,
@@ -594,12 +598,14 @@ def encode_state(s: CustomerState) -> bytes:
             s.seen,
             s.received_max,
             s.seen_cap,
-        ]
-    )
+    ]  # fmt: skip
 
 
 def decode_state(data: bytes) -> CustomerState:
-    row = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    return row_to_state(msgpack.unpackb(data, raw=False, strict_map_key=False))
+
+
+def row_to_state(row: Any) -> CustomerState:
     if not isinstance(row, list) or not row or row[0] != STATE_VERSION:
         raise StateError(f"unknown customer state version {row[0] if row else None!r}")
     return CustomerState(*row[1:])

@@ -44,6 +44,8 @@ from models.customer import (
     encode_state,
     merge,
     new_state,
+    row_to_state,
+    state_to_row,
     step,
 )
 from models.events import ERASE, Event
@@ -216,6 +218,7 @@ class Outbox:
     """What applying a batch to one id produced, for the sinks."""
 
     profile_changed: bool = False
+    touched: bool = False  # the node changed otherwise (links, requests, held events, pointer)
     removed: bool = False  # the id's profile must be deleted (merged away or erased)
     links: dict[str, str] = field(default_factory=dict)  # id -> canonical id ("" = delete)
     sends: list[Control] = field(default_factory=list)
@@ -229,7 +232,7 @@ def encode_node(n: Node) -> bytes:
             NODE_VERSION,
             n.key,
             n.kind,
-            encode_state(n.customer) if n.customer is not None else None,
+            state_to_row(n.customer) if n.customer is not None else None,
             n.target,
             n.ids,
             n.asked,
@@ -240,14 +243,14 @@ def encode_node(n: Node) -> bytes:
 
 
 def decode_node(data: bytes) -> Node:
-    row = msgpack.unpackb(data, raw=False)
+    row = msgpack.unpackb(data, raw=False, strict_map_key=False)
     if not isinstance(row, list) or not row or row[0] != NODE_VERSION:
         raise IdentityError(f"unknown identity node version {row[0] if row else None!r}")
     _, key, kind, state, target, ids, asked, pending, held = row
     return Node(
         key,
         kind,
-        decode_state(state) if state is not None else None,
+        row_to_state(state) if state is not None else None,
         target,
         ids,
         asked,
@@ -282,8 +285,17 @@ class Stitcher:
     def apply(self, node: Node | None, items: list[Event | Control], out: Outbox) -> Node | None:
         """Fold a batch of items into `node`; effects go to `out`. Returns the new node (None
         once it holds nothing: erased, or never created)."""
+        step_ = self._step
         for item in items:
             if type(item) is Event:
+                if (
+                    node is not None
+                    and node.target is None
+                    and not node.pending
+                    and item.type != ERASE
+                ):  # the common case, inline
+                    step_(node, item, out)
+                    continue
                 node = self.event(node, item, out)
             else:
                 assert isinstance(item, Control)
@@ -292,6 +304,7 @@ class Stitcher:
 
     # --- events -----------------------------------------------------------------------------
     def event(self, node: Node | None, ev: Event, out: Outbox) -> Node | None:
+        out.touched = True
         if ev.type == ERASE:
             self.erase(node, out)
             return None
@@ -366,6 +379,7 @@ class Stitcher:
 
     # --- control records --------------------------------------------------------------------
     def control(self, node: Node | None, c: Control, out: Outbox) -> Node | None:
+        out.touched = True
         kind = c.kind
         if kind == FORWARD:
             assert c.event is not None
