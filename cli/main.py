@@ -351,6 +351,7 @@ def _summary(prof: dict[str, Any]) -> dict[str, Any]:
         return prof
     return {
         "customer_id": prof["customer_id"],
+        "ids": prof["ids"],
         "events": prof["events"]["total"],
         "sessions": prof["sessions"]["count"],
         "recent_products": prof["recent_products"][:5],
