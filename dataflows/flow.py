@@ -19,9 +19,11 @@ from bytewax.outputs import Sink
 from config import Settings, get_settings
 from config.runtime import tune_gc
 from dataflows.redis_io import RedisProfileSink, RedisStreamSource, client_factory
-from models.customer import ProfileParams
-from models.events import Event
+from models.customer import ProfileParams, new_state, step
+from models.events import ERASE, Event
 from models.identity import (
+    ANON,
+    USER,
     Control,
     IdentityParams,
     Lookup,
@@ -93,9 +95,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         self.prior = prior
         # Bytewax does not tell a logic its key: it is the node's, or the first item's
         self.node: Node | None = decode_node(resume) if resume else None
-        self.stitcher = (
-            Stitcher(self.node.key, ip, params, prior) if self.node is not None else None
-        )
+        self.stitcher: Stitcher | None = None  # made on first need: most ids never need it
         # Bytewax asks for snapshots more often than the state changes (every touched key, at
         # every epoch, with or without recovery): encode once per change, and never when no
         # recovery store will keep them.
@@ -103,24 +103,56 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         self._recovery = recovery
 
     def on_batch(self, values: list[Event | Control]) -> tuple[list[Output], bool]:
+        # The common case, inline (it runs for every event): a canonical id (or a new one) and
+        # events that bring no id it does not know. The first item that is anything else goes
+        # to the `Stitcher` with everything after it.
+        node = self.node
+        done = 0
+        changed = False
+        if node is None or (node.target is None and not node.pending):
+            pp = self.params
+            check = self.ip.enabled
+            for ev in values:
+                if type(ev) is not Event or ev.type == ERASE:
+                    break
+                if node is None:
+                    key = ev.customer_key  # a plain event is keyed by its own id
+                    node = self.node = Node(key, USER if ev.user_id == key else ANON)
+                if check:
+                    key, ids = node.key, node.ids
+                    uid, anon = ev.user_id, ev.anonymous_id
+                    if (
+                        ev.previous_id is not None
+                        or (uid is not None and uid != key and uid not in ids)
+                        or (anon is not None and anon != key and anon not in ids)
+                    ):
+                        break
+                customer = node.customer
+                if customer is None:
+                    customer = node.customer = new_state(node.key, ev.timestamp)
+                changed |= step(customer, ev, pp)[1]
+                done += 1
+        if done == len(values):
+            if not changed:
+                return [], StatefulBatchLogic.RETAIN
+            if self._recovery:
+                self._snapshot = None
+            assert node is not None and node.customer is not None
+            blob = encode_profile(node.customer, self.params, node.ids)
+            return [(PROFILE, blob, None)], StatefulBatchLogic.RETAIN
+        return self._stitch(values[done:] if done else values, changed)
+
+    def _stitch(self, values: list[Event | Control], changed: bool) -> tuple[list[Output], bool]:
         out = _LOCAL.out  # one per worker thread, reset after use: no allocation per batch
         stitcher = self.stitcher
         if stitcher is None:
-            key = key_of(values[0])
+            key = self.node.key if self.node is not None else key_of(values[0])
             stitcher = self.stitcher = Stitcher(key, self.ip, self.params, self.prior)
         node = self.node = stitcher.apply(self.node, values, out)
-        changed = out.profile_changed
-        if (changed or out.touched) and self._recovery:
+        changed |= out.profile_changed
+        if self._recovery:
             self._snapshot = None
         out.profile_changed = out.touched = False
-        if node is not None and not (out.removed or out.links or out.sends or out.notes):
-            # the common case: one customer's events, nothing else to tell
-            if not changed:
-                return [], StatefulBatchLogic.RETAIN
-            if node.customer is None or node.target is not None:
-                return [], StatefulBatchLogic.RETAIN
-            blob = encode_profile(node.customer, self.params, node.ids)
-            return [(PROFILE, blob, None)], StatefulBatchLogic.RETAIN
         emit: list[Output] = []
         if out.removed:
             emit.append((PROFILE, ERASED, None))

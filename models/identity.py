@@ -55,6 +55,8 @@ CONTROL_VERSION: Final = 1
 CONTROL_FIELD: Final = b"c"  # stream-entry field holding control records (events use b"e")
 
 ANON, USER = 0, 1  # kinds of id; a userId outranks an anonymous id
+_KIND_BYTE: Final = (b"\x00", b"\x01")
+NONE: Final[list[Any]] = ()  # type: ignore[assignment]  # shared, immutable: see `Node`
 
 # control record kinds
 LINK, JOIN, REFUSE, FORWARD, DROP = 0, 1, 2, 3, 4
@@ -206,11 +208,14 @@ class Node:
     kind: int
     customer: CustomerState | None = None
     target: str | None = None  # set: this id was merged into `target` (a pointer)
-    ids: list[str] = field(default_factory=list)  # other ids merged into this one
-    asked: list[str] = field(default_factory=list)  # ids a link was requested (or refused) for
+    # The lists start as the shared `NONE` (a tuple: most ids never link anything, and an
+    # empty list would cost the garbage collector one more object per id); `_own` makes one
+    # a list before it is changed.
+    ids: list[str] = NONE  # other ids merged into this one
+    asked: list[str] = NONE  # ids a link was requested (or refused) for
     # open link requests -> ids reserved for what they may bring (the runaway limit counts them)
     pending: dict[str, int] = field(default_factory=dict)
-    held: list[Event] = field(default_factory=list)  # events held until `pending` empties
+    held: list[Event] = NONE  # events held until `pending` empties
 
 
 @dataclass(slots=True)
@@ -226,7 +231,21 @@ class Outbox:
 
 
 def encode_node(n: Node) -> bytes:
-    """A node as msgpack (recovery snapshots; never pickle)."""
+    """A node as msgpack (recovery snapshots; never pickle). Most nodes are a customer and
+    nothing else: those are their kind (one byte, never the first byte of a msgpack array)
+    followed by the customer state.
+
+    >>> from models.customer import new_state
+    >>> plain = Node("u1", USER, new_state("u1", 0))
+    >>> encode_node(plain)[:1], decode_node(encode_node(plain)) == plain
+    (b'\\x01', True)
+    """
+    if (
+        n.target is None
+        and n.customer is not None
+        and not (n.ids or n.asked or n.pending or n.held)
+    ):
+        return _KIND_BYTE[n.kind] + encode_state(n.customer)
     return _packer.pack(
         [
             NODE_VERSION,
@@ -243,6 +262,9 @@ def encode_node(n: Node) -> bytes:
 
 
 def decode_node(data: bytes) -> Node:
+    if data[:1] in _KIND_BYTE:
+        state = decode_state(data[1:])
+        return Node(state.customer_id, data[0], state)
     row = msgpack.unpackb(data, raw=False, strict_map_key=False)
     if not isinstance(row, list) or not row or row[0] != NODE_VERSION:
         raise IdentityError(f"unknown identity node version {row[0] if row else None!r}")
@@ -252,10 +274,10 @@ def decode_node(data: bytes) -> Node:
         kind,
         row_to_state(state) if state is not None else None,
         target,
-        ids,
-        asked,
+        ids or NONE,
+        asked or NONE,
         pending,
-        [row_to_event(r) for r in held],
+        [row_to_event(r) for r in held] if held else NONE,
     )
 
 
@@ -314,7 +336,7 @@ class Stitcher:
             out.sends.append(Control(FORWARD, node.target, event=ev))
             return node
         if node.pending:
-            node.held.append(ev)
+            _own(node, "held").append(ev)
             return node
         self._step(node, ev, out)
         return node
@@ -345,9 +367,10 @@ class Stitcher:
         ):
             if other is None or other == key or other in ids or other in node.asked:
                 continue
-            node.asked.append(other)
-            if len(node.asked) > 4 * self.ip.max_ids:
-                del node.asked[0]  # refusals are remembered, within bounds
+            asked = _own(node, "asked")
+            asked.append(other)
+            if len(asked) > 4 * self.ip.max_ids:
+                del asked[0]  # refusals are remembered, within bounds
             size = _size(node)
             if size + 1 > self.ip.max_ids:
                 out.notes.append(
@@ -478,16 +501,26 @@ class Stitcher:
         asked = node.asked
         for other in (c.sender, *c.ids):
             if other != key and other not in node.ids:
-                node.ids.append(other)
+                _own(node, "ids").append(other)
                 if other in asked:
-                    asked.remove(other)
+                    _own(node, "asked").remove(other)
                 out.links[other] = key
                 out.profile_changed = True
         for req, reserved in c.pending.items():
             node.pending.setdefault(req, reserved)
-        node.held.extend(c.held)
+        if c.held:
+            _own(node, "held").extend(c.held)
         self._release(node, out)
         return node
+
+
+def _own(node: Node, name: str) -> list[Any]:
+    """`node`'s list `name`, made a list of its own first if it is still the shared `NONE`."""
+    value: list[Any] = getattr(node, name)
+    if value is NONE:
+        value = []
+        setattr(node, name, value)
+    return value
 
 
 def _size(node: Node) -> int:
