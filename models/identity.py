@@ -73,6 +73,7 @@ class IdentityError(NudgeError):
 class IdentityParams:
     enabled: bool = True
     max_ids: int = 100
+    max_held: int = 1000  # events a customer holds back while a merge is open, at most
 
 
 @dataclass(slots=True)
@@ -336,7 +337,17 @@ class Stitcher:
             out.sends.append(Control(FORWARD, node.target, event=ev))
             return node
         if node.pending:
-            _own(node, "held").append(ev)
+            held = _own(node, "held")
+            held.append(ev)
+            if len(held) > self.ip.max_held:
+                # the answer is late (the log is far behind): stop waiting rather than grow;
+                # an answer that comes afterwards is still applied (see `_join`)
+                out.notes.append(
+                    f"identity: customer {self.key!r} stopped waiting for {len(node.pending)} "
+                    f"link answer(s) after holding {len(held)} events"
+                )
+                node.pending = {}
+                self._release(node, out)
             return node
         self._step(node, ev, out)
         return node

@@ -94,6 +94,17 @@ class Log:
             self.send(decode_controls(encode_controls(out.sends)) if out.sends else [])
             self.notes += out.notes
 
+    def tick_key(self, key: str, n: int = 1) -> None:
+        """Deliver the next `n` entries of `key`'s partition."""
+        p = partition_for(key, len(self.parts))
+        for _ in range(n):
+            saved = self.rng
+            self.rng = _Fixed(p)  # type: ignore[assignment]
+            try:
+                self.tick()
+            finally:
+                self.rng = saved
+
     def snapshot(self) -> None:
         self.saved = ({k: encode_node(n) for k, n in self.nodes.items()}, list(self.pos))
 
@@ -120,6 +131,19 @@ class Log:
             cid = self.redis.get(f"link:{any_id}", any_id)
         hit = self.redis.get(f"profile:{cid}")
         return None if hit is None else (cid, render(hit[0], NOW))
+
+
+class _Fixed:
+    """Stands in for `Log.rng`: always partition `p`, one entry at a time."""
+
+    def __init__(self, p: int) -> None:
+        self.p = p
+
+    def choice(self, _: list[int]) -> int:
+        return self.p
+
+    def randint(self, a: int, b: int) -> int:
+        return 1
 
 
 def ev(
@@ -377,3 +401,17 @@ def test_any_timing_and_crashes_give_the_one_customer_truth(seed: int) -> None:
             assert mine == _approx(doc), cid
         links = {k.split(":", 1)[1]: v for k, v in log.redis.items() if k.startswith("link:")}
         assert links == {i: c for i, c in canonical.items() if i != c}
+
+
+def test_a_customer_stops_holding_events_when_an_answer_is_very_late() -> None:
+    log = Log(IdentityParams(max_held=3))
+    log.send([identify("m0", 0, "a1", "u1")])  # u1 asks a1; a1 answers only later
+    log.tick_key("u1")
+    log.send([ev(f"m{i}", i, user="u1") for i in range(1, 6)])
+    log.tick_key("u1", 5)
+    node = log.nodes["u1"]
+    assert not node.pending and not node.held  # gave up waiting after 4 held events
+    assert "stopped waiting" in log.notes[0]
+    log.run()  # the late answer still merges a1 in
+    assert log.nodes["u1"].ids == ["a1"] and log.nodes["a1"].target == "u1"
+    assert sum(log.redis["profile:u1"][0].counts.values()) == 6
