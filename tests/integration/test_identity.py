@@ -95,12 +95,17 @@ def test_any_id_reaches_one_customer(settings: Settings, rclient: redis.Redis) -
 
             # the kiosk: merges stop at 5 ids per customer, the refusals are counted
             keys = Keys(settings.key_prefix)
-            wait_until(lambda: rclient.hget(keys.stats(), "identity_merges_refused") is not None)
+
+            def refused() -> int:
+                return int(rclient.hget(keys.stats(), "identity_merges_refused") or 0)
+
+            wait_until(lambda: refused() == 4 and len(get("kiosk").get("ids", [])) == 4)
+            time.sleep(1.0)  # and nothing more comes
             kiosk = get("kiosk")
             assert len(kiosk["ids"]) + 1 == 5
             visitors = {get(f"visitor{i}")["customer_id"] for i in range(8)}
             assert len(visitors) == 5  # the kiosk with 4 visitors; 4 visitors on their own
-            assert int(rclient.hget(keys.stats(), "identity_merges_refused") or 0) == 4
+            assert refused() == 4
 
             # erasure by any id removes the customer and every link
             r = api.delete("/v1/customers/phone", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
