@@ -1,0 +1,234 @@
+"""The message catalog: what nudge may say, on which channels, to whom, and what it is worth.
+
+A TOML file of ``[[message]]`` tables (see `config/catalog.toml`, the default catalog of an
+online shop). Loading validates everything and compiles each eligibility rule once, in CEL
+(Common Expression Language: non-Turing-complete, side-effect free, never `eval`), against the
+variables of `models.features` — so a typo is a start-up error naming the message and the field,
+never a surprise at decision time.
+
+    [[message]]
+    id = "cart_reminder"
+    channels = ["email", "push", "web"]
+    rule = "cart.items > 0 && cart.age_s >= 3600"
+    value = 30.0           # business value of a response (currency units)
+    lever = 1.0            # a priority lever the marketer turns (score multiplier)
+    cooldown_s = 86400     # per customer: not again within this
+    purpose = "marketing"  # the consent purpose it needs
+    valid_from = 2026-01-01T00:00:00Z   # optional
+    valid_until = 2026-12-31T23:59:59Z  # optional
+    [message.content.email]
+    subject = "Still thinking about {cart_first_item}?"
+    body = "Hi {first_name}, your cart is waiting: {cart_items} item(s), {cart_value}."
+
+Templates use ``{placeholder}`` with the names in `models.features.PLACEHOLDERS` only (no
+attribute access, no format specs): rendering can never reach anything but those values.
+"""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import cel
+
+DEFAULT_CATALOG: Final = Path(__file__).with_name("catalog.toml")
+CHANNELS: Final = ("web", "app", "email", "sms", "push", "store", "call")
+# what a rule may read: the top-level names of `models.features.features` (kept in step by a
+# test); and what a template may say
+RULE_VARIABLES: Final = frozenset(
+    {
+        "cart", "orders", "revenue", "days_since_order", "days_since_seen", "days_as_customer",
+        "sessions", "events", "views", "recent_products", "top_category", "channel", "traits",
+        "context", "hour", "weekday", "total_events",
+    }
+)  # fmt: skip
+PLACEHOLDERS: Final = frozenset(
+    {
+        "first_name", "name", "cart_items", "cart_value", "cart_first_item", "top_category",
+        "suggestions", "orders", "customer_id",
+    }
+)  # fmt: skip
+_FIELDS: Final = frozenset(
+    {"id", "channels", "rule", "value", "lever", "cooldown_s", "purpose", "valid_from",
+     "valid_until", "content", "description"}
+)  # fmt: skip
+
+
+class CatalogError(ValueError):
+    """A catalog that cannot be used; the message says which message and field, and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    channels: tuple[str, ...]
+    rule_source: str
+    rule: Any  # a compiled `cel.Program`
+    value: float
+    lever: float
+    cooldown_s: int
+    purpose: str
+    valid_from: int | None  # epoch ms
+    valid_until: int | None
+    content: Mapping[str, Mapping[str, str]]  # channel -> part -> template
+    description: str = ""
+
+    def valid_at(self, now_ms: int) -> bool:
+        return (self.valid_from is None or now_ms >= self.valid_from) and (
+            self.valid_until is None or now_ms <= self.valid_until
+        )
+
+    def eligible(self, features: Mapping[str, Any]) -> bool:
+        """Whether the rule holds for these features (`models.features.features`). A rule
+        that fails at run time (a missing map key, a type mismatch) does not hold."""
+        try:
+            return self.rule.execute(features) is True
+        except Exception:
+            return False
+
+    def render(self, channel: str, values: Mapping[str, Any]) -> dict[str, str]:
+        """The content for `channel`, its placeholders filled from `values`."""
+        return {part: tpl.format_map(values) for part, tpl in self.content[channel].items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    messages: tuple[Message, ...]
+
+    def for_channel(self, channel: str) -> list[Message]:
+        return [m for m in self.messages if channel in m.channels]
+
+    def get(self, message_id: str) -> Message | None:
+        return next((m for m in self.messages if m.id == message_id), None)
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """Read and validate a catalog file (the default one if `path` is None)."""
+    path = path or DEFAULT_CATALOG
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read the catalog: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_catalog(data, str(path))
+
+
+def parse_catalog(data: Mapping[str, Any], where: str = "catalog") -> Catalog:
+    extra = set(data) - {"message"}
+    if extra:
+        raise CatalogError(f"{where}: unknown top-level key(s) {sorted(extra)}; use [[message]]")
+    items = data.get("message")
+    if not isinstance(items, list) or not items:
+        raise CatalogError(f"{where}: no [[message]] tables")
+    messages: list[Message] = []
+    seen: set[str] = set()
+    for n, item in enumerate(items, 1):
+        msg = _message(item, f"{where}: message #{n}")
+        if msg.id in seen:
+            raise CatalogError(f"{where}: message {msg.id!r}: id: used twice")
+        seen.add(msg.id)
+        messages.append(msg)
+    return Catalog(tuple(messages))
+
+
+def _message(item: Any, where: str) -> Message:
+    if not isinstance(item, dict):
+        raise CatalogError(f"{where}: not a table")
+    mid = item.get("id")
+    if not isinstance(mid, str) or not mid.replace("_", "").replace("-", "").isalnum():
+        raise CatalogError(f"{where}: id: required, letters, digits, '_' and '-' only")
+    where = f"{where.rsplit(':', 1)[0]}: message {mid!r}"
+
+    def fail(field: str, why: str) -> CatalogError:
+        return CatalogError(f"{where}: {field}: {why}")
+
+    unknown = set(item) - _FIELDS
+    if unknown:
+        raise fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(_FIELDS))})")
+    channels = item.get("channels")
+    if not isinstance(channels, list) or not channels:
+        raise fail("channels", "a non-empty list of channels is required")
+    for ch in channels:
+        if ch not in CHANNELS:
+            raise fail("channels", f"unknown channel {ch!r} (known: {', '.join(CHANNELS)})")
+    rule_source = item.get("rule", "true")
+    if not isinstance(rule_source, str) or not rule_source.strip():
+        raise fail("rule", 'a CEL expression is required (e.g. "cart.items > 0")')
+    try:
+        rule = cel.compile(rule_source)
+    except ValueError as exc:
+        raise fail("rule", f"not valid CEL: {str(exc).splitlines()[0]}") from exc
+    unknown_vars = set(rule.variables()) - RULE_VARIABLES
+    if unknown_vars:
+        known = ", ".join(sorted(RULE_VARIABLES))
+        raise fail("rule", f"unknown variable(s) {sorted(unknown_vars)} (known: {known})")
+    value = _number(item.get("value"), fail, "value", minimum=0.0)
+    lever = _number(item.get("lever", 1.0), fail, "lever", minimum=0.0)
+    cooldown = item.get("cooldown_s", 86_400)
+    if not isinstance(cooldown, int) or isinstance(cooldown, bool) or cooldown < 0:
+        raise fail("cooldown_s", "seconds, a whole number ≥ 0")
+    purpose = item.get("purpose", "marketing")
+    if not isinstance(purpose, str) or not purpose.isidentifier():
+        raise fail("purpose", 'a consent purpose such as "marketing"')
+    valid_from = _time(item.get("valid_from"), fail, "valid_from")
+    valid_until = _time(item.get("valid_until"), fail, "valid_until")
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise fail("valid_until", "must be after valid_from")
+    content = item.get("content")
+    if not isinstance(content, dict):
+        raise fail("content", "a table per channel ([message.content.<channel>]) is required")
+    parsed: dict[str, dict[str, str]] = {}
+    for ch in channels:
+        parts = content.get(ch)
+        if not isinstance(parts, dict) or not parts:
+            raise fail(f"content.{ch}", f"missing: the message is allowed on {ch}")
+        parsed[ch] = {}
+        for part, tpl in parts.items():
+            if not isinstance(tpl, str):
+                raise fail(f"content.{ch}.{part}", "a template string is required")
+            _check_template(tpl, lambda why, f=f"content.{ch}.{part}": fail(f, why))
+            parsed[ch][part] = tpl
+    stray = set(content) - set(channels)
+    if stray:
+        raise fail(f"content.{sorted(stray)[0]}", "content for a channel not in `channels`")
+    description = item.get("description", "")
+    if not isinstance(description, str):
+        raise fail("description", "a string")
+    return Message(
+        mid, tuple(channels), rule_source, rule, value, lever, cooldown, purpose, valid_from,
+        valid_until, parsed, description,
+    )  # fmt: skip
+
+
+def _number(v: Any, fail: Any, field: str, minimum: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
+        raise fail(field, f"a number ≥ {minimum:g} is required")
+    return float(v)
+
+
+def _time(v: Any, fail: Any, field: str) -> int | None:
+    if v is None:
+        return None
+    if not isinstance(v, datetime) or v.tzinfo is None:
+        raise fail(field, "a TOML date-time with a zone, e.g. 2026-12-24T00:00:00Z")
+    return int(v.timestamp() * 1000)
+
+
+def _check_template(tpl: str, fail: Any) -> None:
+    try:
+        parts = list(string.Formatter().parse(tpl))
+    except ValueError as exc:
+        raise fail(f"not a valid template: {exc}") from exc
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if spec or conversion:
+            raise fail(f"{{{name}}}: no format specs or conversions, just {{name}}")
+        if name not in PLACEHOLDERS:
+            raise fail(f"unknown placeholder {{{name}}} (known: {', '.join(sorted(PLACEHOLDERS))})")

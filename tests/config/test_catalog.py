@@ -1,0 +1,146 @@
+"""The message catalog: the default one loads and makes sense; every mistake is named."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.catalog import (
+    CHANNELS,
+    DEFAULT_CATALOG,
+    PLACEHOLDERS,
+    RULE_VARIABLES,
+    CatalogError,
+    load_catalog,
+    parse_catalog,
+)
+from models import events
+from models.customer import ProfileParams, new_state, step
+from models.events import Event
+from models.features import features, placeholders
+from models.profile import to_profile
+
+T0 = 1_764_000_000_000
+HOUR = 3_600_000
+DAY = 24 * HOUR
+
+
+def profile_of(*evs: Event) -> Any:
+    state = new_state("u1", evs[0].timestamp)
+    for e in evs:
+        step(state, e, ProfileParams())
+    return to_profile(state, ProfileParams())
+
+
+def track(name: str, t: int, **props: Any) -> Event:
+    return Event("track", f"m{t}{name}", t, t, "web", user_id="u1", event=name, properties=props)
+
+
+def test_the_default_catalog_loads() -> None:
+    cat = load_catalog()
+    ids = [m.id for m in cat.messages]
+    for wanted in ("cart_reminder", "browse_reminder", "cross_sell", "welcome", "win_back",
+                   "loyalty"):  # fmt: skip
+        assert wanted in ids
+    for m in cat.messages:
+        assert set(m.content) == set(m.channels)
+        assert m.value > 0 and m.lever > 0
+
+
+def test_rules_and_templates_name_exactly_what_features_provide() -> None:
+    p = profile_of(track("Product Viewed", T0, product_id="p1", category="shoes"))
+    feats = features(p, T0, "web")
+    assert set(feats) == RULE_VARIABLES
+    assert set(placeholders(p, feats)) == PLACEHOLDERS
+    assert set(CHANNELS) == set(events.CHANNELS)
+
+
+def test_eligibility_and_rendering() -> None:
+    cat = load_catalog()
+    reminder = cat.get("cart_reminder")
+    assert reminder is not None
+    added = track("Product Added", T0, product_id="p1", price=30.0, quantity=2)
+    p = profile_of(added)
+    assert not reminder.eligible(features(p, T0 + 60_000, "email"))  # a minute: too soon
+    later = features(p, T0 + 2 * HOUR, "email")
+    assert reminder.eligible(later)
+    p.traits = {"name": "Ada Lovelace"}
+    content = reminder.render("email", placeholders(p, later))
+    assert content["subject"] == "Still thinking about p1?"
+    assert "Hi Ada" in content["body"] and "60.00" in content["body"]
+    # after an order the cart is empty: no reminder, a cross-sell instead
+    p = profile_of(added, track("Order Completed", T0 + HOUR, order_id="o1", revenue=60.0))
+    feats = features(p, T0 + 2 * HOUR, "email")
+    assert not reminder.eligible(feats)
+    cross = cat.get("cross_sell")
+    assert cross is not None and cross.eligible(feats)
+    assert not cross.eligible(features(p, T0 + 30 * DAY, "email"))
+
+
+def test_a_rule_that_fails_at_run_time_does_not_hold() -> None:
+    cat = parse_catalog(base(rule='traits.tier == "gold"'))
+    p = profile_of(track("Product Viewed", T0))
+    assert not cat.messages[0].eligible(features(p, T0, "web"))  # no such trait: not an error
+    p.traits = {"tier": "gold"}
+    assert cat.messages[0].eligible(features(p, T0, "web"))
+
+
+def test_validity_window() -> None:
+    data = base()
+    data["message"][0]["valid_from"] = tomllib.loads("t = 2026-01-01T00:00:00Z")["t"]
+    msg = parse_catalog(data).messages[0]
+    assert not msg.valid_at(T0) and msg.valid_at(T0 + 365 * DAY)
+
+
+def base(**fields: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {
+        "id": "m1",
+        "channels": ["email"],
+        "rule": "orders == 0",
+        "value": 10.0,
+        "content": {"email": {"subject": "Hi {first_name}"}},
+    }
+    msg.update(fields)
+    return {"message": [msg]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"rule": "cart.items >"}, "message 'm1': rule: not valid CEL"),
+        ({"rule": "cart_total > 3"}, "rule: unknown variable(s) ['cart_total']"),
+        ({"channels": ["fax"]}, "channels: unknown channel 'fax'"),
+        ({"channels": ["email", "sms"]}, "content.sms: missing"),
+        ({"content": {"email": {"subject": "Hi {customer.__class__}"}}}, "unknown placeholder"),
+        ({"content": {"email": {"subject": "{first_name!r}"}}}, "no format specs"),
+        ({"content": {"email": {"subject": "Hi {"}}}, "not a valid template"),
+        ({"value": -1}, "value: a number ≥ 0"),
+        ({"value": "ten"}, "value: a number"),
+        ({"cooldown_s": 1.5}, "cooldown_s: seconds"),
+        ({"colour": "red"}, "colour: unknown field"),
+        ({"id": "no spaces"}, "id: required"),
+    ],
+)
+def test_mistakes_name_the_message_and_the_field(fields: dict[str, Any], error: str) -> None:
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(base(**fields))
+    assert error in str(info.value)
+
+
+def test_whole_file_mistakes(tmp_path: Path) -> None:
+    twice = base()
+    twice["message"].append(dict(twice["message"][0]))
+    with pytest.raises(CatalogError, match="message 'm1': id: used twice"):
+        parse_catalog(twice)
+    bad = tmp_path / "c.toml"
+    bad.write_text("[[message]\nid=")
+    with pytest.raises(CatalogError, match="not valid TOML"):
+        load_catalog(bad)
+    with pytest.raises(CatalogError, match="no \\[\\[message\\]\\] tables"):
+        parse_catalog({})
+    with pytest.raises(CatalogError, match="cannot read"):
+        load_catalog(tmp_path / "missing.toml")
+    assert DEFAULT_CATALOG.exists()
