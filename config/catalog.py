@@ -29,10 +29,11 @@ from __future__ import annotations
 import string
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cel
 
@@ -57,6 +58,44 @@ _FIELDS: Final = frozenset(
     {"id", "channels", "rule", "value", "lever", "cooldown_s", "purpose", "valid_from",
      "valid_until", "content", "description"}
 )  # fmt: skip
+
+
+OUTBOUND: Final = ("email", "sms", "push", "call")
+DAY_S: Final = 86_400
+WEEK_S: Final = 7 * DAY_S
+_WINDOWS: Final = {"day": DAY_S, "week": WEEK_S}
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """At most `limit` messages per `window_s` seconds (a rolling window)."""
+
+    limit: int
+    window_s: int
+
+
+def _default_caps() -> dict[str, tuple[Cap, ...]]:
+    return {
+        "*": (Cap(3, DAY_S), Cap(10, WEEK_S)),
+        "email": (Cap(1, DAY_S), Cap(3, WEEK_S)),
+        "sms": (Cap(1, DAY_S), Cap(2, WEEK_S)),
+        "push": (Cap(2, DAY_S), Cap(5, WEEK_S)),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPolicy:
+    """The catalog's ``[policy]``: who may be contacted, how often, and when."""
+
+    holdout_share: float = 0.05
+    holdout_salt: str = "nudge-holdout-1"
+    quiet_start_min: int = 21 * 60  # minutes after local midnight
+    quiet_end_min: int = 8 * 60
+    quiet_channels: tuple[str, ...] = OUTBOUND
+    default_timezone: str = "UTC"
+    suppress_after_conversion_s: int = DAY_S
+    # channel, or "*" for all channels together -> caps
+    caps: Mapping[str, tuple[Cap, ...]] = field(default_factory=_default_caps)
 
 
 class CatalogError(ValueError):
@@ -99,6 +138,7 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Catalog:
     messages: tuple[Message, ...]
+    policy: ContactPolicy = field(default_factory=ContactPolicy)
 
     def for_channel(self, channel: str) -> list[Message]:
         return [m for m in self.messages if channel in m.channels]
@@ -120,9 +160,11 @@ def load_catalog(path: Path | None = None) -> Catalog:
 
 
 def parse_catalog(data: Mapping[str, Any], where: str = "catalog") -> Catalog:
-    extra = set(data) - {"message"}
+    extra = set(data) - {"message", "policy"}
     if extra:
-        raise CatalogError(f"{where}: unknown top-level key(s) {sorted(extra)}; use [[message]]")
+        raise CatalogError(
+            f"{where}: unknown top-level key(s) {sorted(extra)}; use [[message]] and [policy]"
+        )
     items = data.get("message")
     if not isinstance(items, list) or not items:
         raise CatalogError(f"{where}: no [[message]] tables")
@@ -134,7 +176,79 @@ def parse_catalog(data: Mapping[str, Any], where: str = "catalog") -> Catalog:
             raise CatalogError(f"{where}: message {msg.id!r}: id: used twice")
         seen.add(msg.id)
         messages.append(msg)
-    return Catalog(tuple(messages))
+    return Catalog(tuple(messages), _policy(data.get("policy", {}), f"{where}: policy"))
+
+
+def _policy(raw: Any, where: str) -> ContactPolicy:
+    """``[policy]``: every key optional (defaults: `ContactPolicy`)."""
+
+    def fail(key: str, why: str) -> CatalogError:
+        return CatalogError(f"{where}: {key}: {why}")
+
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: a table is required")
+    known = {"holdout_share", "holdout_salt", "quiet_hours", "default_timezone",
+             "suppress_after_conversion_s", "caps"}  # fmt: skip
+    unknown = set(raw) - known
+    if unknown:
+        raise fail(sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(known))})")
+    base = ContactPolicy()
+    share = raw.get("holdout_share", base.holdout_share)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+        raise fail("holdout_share", "a share from 0 (no holdout) to below 1, e.g. 0.05")
+    salt = raw.get("holdout_salt", base.holdout_salt)
+    if not isinstance(salt, str) or not salt:
+        raise fail("holdout_salt", "a non-empty string (changing it draws a new group)")
+    quiet = raw.get("quiet_hours", {})
+    if not isinstance(quiet, dict) or set(quiet) - {"start", "end", "channels"}:
+        raise fail("quiet_hours", 'a table {start = "21:00", end = "08:00", channels = [...]}')
+    start = _clock(quiet.get("start", "21:00"), lambda why: fail("quiet_hours.start", why))
+    end = _clock(quiet.get("end", "08:00"), lambda why: fail("quiet_hours.end", why))
+    qch = quiet.get("channels", list(base.quiet_channels))
+    if not isinstance(qch, list) or any(c not in CHANNELS for c in qch):
+        raise fail("quiet_hours.channels", f"a list of channels among {', '.join(CHANNELS)}")
+    tz = raw.get("default_timezone", base.default_timezone)
+    if not isinstance(tz, str) or not _zone_exists(tz):
+        raise fail("default_timezone", 'an IANA time zone such as "Europe/Paris"')
+    suppress = raw.get("suppress_after_conversion_s", base.suppress_after_conversion_s)
+    if not isinstance(suppress, int) or isinstance(suppress, bool) or suppress < 0:
+        raise fail("suppress_after_conversion_s", "seconds, a whole number ≥ 0")
+    caps = dict(base.caps)
+    raw_caps = raw.get("caps", {})
+    if not isinstance(raw_caps, dict):
+        raise fail("caps", 'a table of channel = {day = N, week = N} ("*": all channels)')
+    for ch, windows in raw_caps.items():
+        if ch != "*" and ch not in CHANNELS:
+            raise fail(f"caps.{ch}", f"unknown channel (known: *, {', '.join(CHANNELS)})")
+        if not isinstance(windows, dict) or not windows or set(windows) - set(_WINDOWS):
+            raise fail(f"caps.{ch}", "a table {day = N, week = N} (either or both)")
+        for w, n in windows.items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise fail(f"caps.{ch}.{w}", "a whole number ≥ 0 (0: never)")
+        caps[ch] = tuple(Cap(n, _WINDOWS[w]) for w, n in sorted(windows.items()))
+    return ContactPolicy(
+        float(share), salt, start, end, tuple(qch), tz, suppress, caps,
+    )  # fmt: skip
+
+
+def _clock(v: Any, fail: Any) -> int:
+    if not isinstance(v, str) or len(v) != 5 or v[2] != ":":
+        raise fail('a local time "HH:MM"')
+    try:
+        h, m = int(v[:2]), int(v[3:])
+    except ValueError:
+        raise fail('a local time "HH:MM"') from None
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise fail('a local time "HH:MM"')
+    return h * 60 + m
+
+
+def _zone_exists(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _message(item: Any, where: str) -> Message:

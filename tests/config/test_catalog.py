@@ -13,7 +13,9 @@ from config.catalog import (
     DEFAULT_CATALOG,
     PLACEHOLDERS,
     RULE_VARIABLES,
+    Cap,
     CatalogError,
+    ContactPolicy,
     load_catalog,
     parse_catalog,
 )
@@ -144,3 +146,37 @@ def test_whole_file_mistakes(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot read"):
         load_catalog(tmp_path / "missing.toml")
     assert DEFAULT_CATALOG.exists()
+
+
+def test_the_default_policy() -> None:
+    policy = load_catalog().policy
+    assert policy.holdout_share == 0.05
+    assert (policy.quiet_start_min, policy.quiet_end_min) == (21 * 60, 8 * 60)
+    assert policy.caps["email"] == (Cap(1, 86_400), Cap(3, 7 * 86_400))
+    assert policy.caps["*"] == (Cap(3, 86_400), Cap(10, 7 * 86_400))
+    assert parse_catalog(base()).policy == ContactPolicy()  # no [policy]: the defaults
+
+
+@pytest.mark.parametrize(
+    ("policy", "error"),
+    [
+        ({"holdout_share": 1.5}, "policy: holdout_share: a share"),
+        ({"quiet_hours": {"start": "25:00"}}, "policy: quiet_hours.start: a local time"),
+        ({"quiet_hours": {"channels": ["fax"]}}, "quiet_hours.channels"),
+        ({"default_timezone": "Mars/Base"}, "default_timezone: an IANA time zone"),
+        ({"caps": {"fax": {"day": 1}}}, "caps.fax: unknown channel"),
+        ({"caps": {"email": {"month": 1}}}, "caps.email: a table {day = N, week = N}"),
+        ({"caps": {"email": {"day": -1}}}, "caps.email.day: a whole number"),
+        ({"colour": 1}, "policy: colour: unknown key"),
+    ],
+)
+def test_policy_mistakes_are_named(policy: dict[str, Any], error: str) -> None:
+    with pytest.raises(CatalogError) as info:
+        parse_catalog({**base(), "policy": policy})
+    assert error in str(info.value)
+
+
+def test_policy_caps_override_per_channel() -> None:
+    policy = parse_catalog({**base(), "policy": {"caps": {"sms": {"week": 1}}}}).policy
+    assert policy.caps["sms"] == (Cap(1, 7 * 86_400),)
+    assert policy.caps["email"] == ContactPolicy().caps["email"]  # the others keep defaults
