@@ -1,0 +1,158 @@
+"""Arbitration: the one message that is best to show or send a customer on a channel now, or
+nothing and the rule that said no (pure; the API calls it with what one Redis read returned).
+
+The rules, in order — the first that applies suppresses the decision:
+
+1. ``holdout``: the customer is in the stable holdout group (`models.policy.in_holdout`);
+2. ``consent``: no consent for marketing on this channel (explicit, else the policy's default);
+3. ``quiet_hours``: an outbound channel inside the quiet hours of the customer's time zone;
+4. ``recent_conversion``: an order within the policy's suppression window;
+5. ``frequency_cap``: the channel's caps, or the caps of all outbound channels together;
+6. ``no_eligible_message``: no message of the catalog is valid now, allowed on the channel and
+   true under its rule;
+7. ``cooldown``: every eligible message was sent within its cooldown.
+
+Among what is left, score = propensity * value * lever; the highest wins (ties: message id).
+Caps and cooldowns are checked again atomically in Redis when the decision is recorded, so a
+burst of concurrent requests cannot exceed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Final
+
+from config.catalog import OUTBOUND, Catalog, ContactPolicy, Message
+from models.consent import ConsentPolicy
+from models.features import features, placeholders
+from models.policy import in_holdout, quiet_until, zone
+from models.profile import Profile
+
+ALL: Final = "*"
+Propensity = Callable[[str, str, Mapping[str, Any]], float]  # (message, channel, features)
+
+
+def prior(message_id: str, channel: str, feats: Mapping[str, Any]) -> float:
+    """The cold-start propensity: every (message, channel) alike."""
+    return 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A message served earlier (the customer's contact history, from Redis)."""
+
+    at_ms: int
+    channel: str
+    message_id: str
+
+
+@dataclass(slots=True)
+class Decision:
+    customer_id: str
+    channel: str
+    message: Message | None = None
+    score: float = 0.0
+    reason: str = ""
+    suppressed_by: str | None = None
+    until_ms: int | None = None  # quiet hours: when they end
+    content: dict[str, str] = field(default_factory=dict)
+    candidates: list[tuple[float, Message]] = field(default_factory=list)  # ranked
+
+
+def capped(
+    policy: ContactPolicy, channel: str, history: Iterable[Contact], now_ms: int
+) -> str | None:
+    """Which cap a new contact on `channel` would exceed (``"email: 1 a day"``), or None."""
+    history = list(history)
+    for scope in (channel, ALL):
+        if scope == ALL and channel not in OUTBOUND:
+            continue  # the overall caps count outbound channels
+        for cap in policy.caps.get(scope, ()):
+            since = now_ms - cap.window_s * 1000
+            n = sum(
+                1
+                for c in history
+                if c.at_ms > since
+                and (c.channel == channel if scope != ALL else c.channel in OUTBOUND)
+            )
+            if n >= cap.limit:
+                days = cap.window_s // 86_400
+                window = "a day" if days == 1 else f"{days} days"
+                who = "all outbound channels" if scope == ALL else scope
+                return f"{who}: {cap.limit} per {window}"
+    return None
+
+
+def in_cooldown(message: Message, history: Iterable[Contact], now_ms: int) -> bool:
+    since = now_ms - message.cooldown_s * 1000
+    return any(c.message_id == message.id and c.at_ms > since for c in history)
+
+
+def decide(
+    catalog: Catalog,
+    profile: Profile,
+    channel: str,
+    now_ms: int,
+    history: Sequence[Contact] = (),
+    context: Mapping[str, Any] | None = None,
+    consent: ConsentPolicy | None = None,
+    propensity: Propensity = prior,
+    suggestions: Sequence[str] = (),
+) -> Decision:
+    policy = catalog.policy
+    cid = profile.customer_id
+    d = Decision(cid, channel)
+    if in_holdout(cid, policy.holdout_share, policy.holdout_salt):
+        d.suppressed_by, d.reason = "holdout", "in the holdout group: never messaged"
+        return d
+    ok, why = (consent or ConsentPolicy()).allowed(profile.consent, channel)
+    if not ok:
+        d.suppressed_by, d.reason = "consent", why
+        return d
+    ctx = context or {}
+    tz = zone(ctx.get("timezone") or profile.traits.get("timezone"), policy.default_timezone)
+    if channel in policy.quiet_channels:
+        until = quiet_until(now_ms, tz, policy.quiet_start_min, policy.quiet_end_min)
+        if until is not None:
+            d.suppressed_by, d.until_ms = "quiet_hours", until
+            d.reason = f"quiet hours in {tz.key} for {channel}"
+            return d
+    if (
+        profile.last_order is not None
+        and now_ms - profile.last_order < policy.suppress_after_conversion_s * 1000
+    ):
+        d.suppressed_by, d.reason = "recent_conversion", "ordered recently: no marketing"
+        return d
+    cap = capped(policy, channel, history, now_ms)
+    if cap is not None:
+        d.suppressed_by, d.reason = "frequency_cap", f"frequency cap reached ({cap})"
+        return d
+    feats = features(profile, now_ms, channel, ctx, _offset_min(tz, now_ms))
+    eligible = [m for m in catalog.for_channel(channel) if m.valid_at(now_ms) and m.eligible(feats)]
+    if not eligible:
+        d.suppressed_by, d.reason = "no_eligible_message", "no message's rule holds"
+        return d
+    fresh = [m for m in eligible if not in_cooldown(m, history, now_ms)]
+    if not fresh:
+        d.suppressed_by, d.reason = "cooldown", "every eligible message was sent recently"
+        return d
+    ranked = sorted(
+        ((propensity(m.id, channel, feats) * m.value * m.lever, m) for m in fresh),
+        key=lambda sm: (-sm[0], sm[1].id),
+    )
+    d.candidates = ranked
+    score, best = ranked[0]
+    d.message, d.score = best, score
+    d.reason = (
+        f"highest expected value of {len(fresh)} eligible: propensity "
+        f"{propensity(best.id, channel, feats):.3f} * value {best.value:g} * lever {best.lever:g}"
+    )
+    d.content = best.render(channel, placeholders(profile, feats, suggestions))
+    return d
+
+
+def _offset_min(tz: tzinfo, now_ms: int) -> int:
+    off = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz).utcoffset()
+    return int(off.total_seconds() // 60) if off is not None else 0
