@@ -12,9 +12,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from api.routes import customers, health, ingest
+from api.routes import customers, decide, health, ingest
 from api.store import Store
 from config import ConfigError, Settings, get_settings
+from config.catalog import CatalogError, load_catalog
 from config.runtime import tune_gc
 from models.consent import ConsentPolicy
 from models.keys import Keys
@@ -25,6 +26,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.require_keys()
     url = settings.require_redis()
+    try:
+        catalog = load_catalog(settings.catalog)
+    except CatalogError as exc:
+        raise ConfigError(f"NUDGE_CATALOG: {exc}") from exc
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,9 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.consent_policy = ConsentPolicy(frozenset(settings.consent_opt_in))
+    app.state.catalog = catalog
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(customers.router)
+    app.include_router(decide.router)
 
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:

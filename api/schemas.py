@@ -116,3 +116,38 @@ class ProfileOut(BaseModel):
         description="Per channel, whether marketing may reach the customer: explicit consent, "
         "else the policy (NUDGE_CONSENT_OPT_IN channels need a grant)."
     )
+
+
+class DecideIn(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=512, description="Any of the customer's ids.")
+    channel: str = Field(description="web, app, email, sms, push, store or call.")
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the caller knows now: page, product, locale, timezone (IANA).",
+    )
+
+
+class MessageOut(BaseModel):
+    id: str
+    content: dict[str, str] = Field(description="The message rendered for the channel.")
+    value: float
+    lever: float
+
+
+class DecisionOut(BaseModel):
+    decision_id: str
+    requested_id: str
+    customer_id: str = Field(description="The canonical customer id the decision is for.")
+    channel: str
+    message: MessageOut | None = Field(description="null: nothing to say now (see suppressed_by).")
+    score: float = Field(description="propensity * value * lever of the chosen message.")
+    reason: str
+    explore: bool = Field(description="Whether the choice was exploration rather than the best.")
+    suppressed_by: str | None = Field(
+        description="The rule that said no: holdout, consent, quiet_hours, recent_conversion, "
+        "frequency_cap, no_eligible_message or cooldown."
+    )
+    retry_after: str | None = Field(
+        default=None, description="quiet_hours: when they end (ISO-8601, UTC)."
+    )
+    suggestions: list[str] = Field(default_factory=list)

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from config.catalog import OUTBOUND, ContactPolicy
 from models.codec import ENTRY_FIELD, encode_entry
+from models.decision import Contact
 from models.events import Event, erase_marker
 from models.keys import Keys, layout_error, partition_for
 from models.profile import decode_profile
+
+CONTACTS_LUA = (Path(__file__).parent / "contacts.lua").read_text()
+
+
+def _contact(member: bytes, at: float) -> Contact:
+    channel, message_id, _ = member.decode().split("|", 2)
+    return Contact(int(at), channel, message_id)
 
 
 @dataclass(slots=True)
@@ -33,6 +43,7 @@ class Store:
         self._streams = keys.all_events(partitions)
         self._dlq = keys.deadletter()
         self._dlq_maxlen = dlq_maxlen
+        self._record = client.register_script(CONTACTS_LUA)
 
     async def append(
         self, events: Sequence[Event], rejected: Iterable[Rejected], endpoint: str, now_ms: int
@@ -107,6 +118,52 @@ class Store:
             f"link:{other}" for other, n in zip(ids, deleted[1:], strict=True) if n
         ]
         return cid, removed, entry_id.decode()
+
+    async def decision_inputs(
+        self, any_id: str, now_ms: int, keep_ms: int
+    ) -> tuple[str, bytes | None, list[Contact]]:
+        """The canonical id of `any_id`, its profile and its recent contacts: one pipelined
+        round trip for a canonical (or unknown) id, two for a linked id."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.profile(any_id))
+        pipe.get(self.keys.link(any_id))
+        pipe.zrangebyscore(self.keys.contacts(any_id), now_ms - keep_ms, "+inf", withscores=True)
+        blob, canonical, contacts = await pipe.execute()
+        cid = any_id
+        if blob is None and canonical:
+            cid = canonical.decode()
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(self.keys.profile(cid))
+            pipe.zrangebyscore(self.keys.contacts(cid), now_ms - keep_ms, "+inf", withscores=True)
+            blob, contacts = await pipe.execute()
+        assert blob is None or isinstance(blob, bytes)
+        return cid, blob, [_contact(member, at) for member, at in contacts]
+
+    async def record_contact(
+        self,
+        customer_id: str,
+        channel: str,
+        decision_id: str,
+        now_ms: int,
+        policy: ContactPolicy,
+        candidates: list[tuple[str, int]],
+    ) -> tuple[str, str]:
+        """Atomically re-check the caps and cooldowns and record the first candidate
+        ``(message_id, cooldown_s)`` they allow. Returns ``("ok", message_id)``,
+        ``("cap", "scope:limit:window_ms")`` or ``("cooldown", "")``."""
+        own = policy.caps.get(channel, ())
+        overall = policy.caps.get("*", ())
+        keep = max((c.window_s for caps in policy.caps.values() for c in caps), default=0)
+        keep = max([keep, *(cd for _, cd in candidates)]) * 1000
+        args: list[str | int] = [
+            now_ms, channel, decision_id, keep, ",".join(OUTBOUND), len(own), len(overall),
+        ]  # fmt: skip
+        for cap in (*own, *overall):
+            args += [cap.limit, cap.window_s * 1000]
+        for message_id, cooldown_s in candidates:
+            args += [message_id, cooldown_s * 1000]
+        verdict, detail = await self._record(keys=[self.keys.contacts(customer_id)], args=args)
+        return verdict.decode(), detail.decode()
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

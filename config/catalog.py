@@ -146,6 +146,12 @@ class Catalog:
     def get(self, message_id: str) -> Message | None:
         return next((m for m in self.messages if m.id == message_id), None)
 
+    @property
+    def keep_s(self) -> int:
+        """How long the contact history must reach back: the longest cap window or cooldown."""
+        windows = [c.window_s for caps in self.policy.caps.values() for c in caps]
+        return max([*windows, *(m.cooldown_s for m in self.messages), 0])
+
 
 def load_catalog(path: Path | None = None) -> Catalog:
     """Read and validate a catalog file (the default one if `path` is None)."""

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         description="Channels where unknown consent means no (the others: yes until revoked).",
     )
 
+    # --- decisions ----------------------------------------------------------------------------
+    catalog: Path | None = Field(
+        default=None,
+        description="Message catalog and contact policy (TOML); unset: the built-in shop catalog.",
+    )
+
     # --- API --------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -19,7 +19,7 @@ from bytewax.outputs import Sink
 from config import Settings, get_settings
 from config.runtime import tune_gc
 from dataflows.redis_io import RedisProfileSink, RedisStreamSource, client_factory
-from models.customer import ProfileParams, new_state, step
+from models.customer import ProfileParams, new_state, profile_params, step
 from models.events import ERASE, Event
 from models.identity import (
     ANON,
@@ -53,16 +53,6 @@ class _Local(threading.local):
 
 
 _LOCAL = _Local()
-
-
-def profile_params(settings: Settings) -> ProfileParams:
-    return ProfileParams(
-        half_life_ms=settings.decay_half_life_s * 1000,
-        session_gap_ms=settings.session_gap_s * 1000,
-        recent_products=settings.recent_products,
-        dedupe_window_ms=settings.dedupe_window_s * 1000,
-        lateness_ms=settings.lateness_s * 1000,
-    )
 
 
 def identity_params(settings: Settings) -> IdentityParams:

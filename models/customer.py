@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import msgpack
 
+from config.settings import Settings
 from models import NudgeError
 from models.consent import CONSENT_EVENT, InvalidConsent, statements
 from models.events import (
@@ -65,6 +66,17 @@ class ProfileParams:
     max_affinity_keys: int = 64
     max_traits: int = 64
     max_event_types: int = 64
+
+
+def profile_params(settings: Settings) -> ProfileParams:
+    """The tunables `settings` give (the dataflow and the API must agree on them)."""
+    return ProfileParams(
+        half_life_ms=settings.decay_half_life_s * 1000,
+        session_gap_ms=settings.session_gap_s * 1000,
+        recent_products=settings.recent_products,
+        dedupe_window_ms=settings.dedupe_window_s * 1000,
+        lateness_ms=settings.lateness_s * 1000,
+    )
 
 
 def message_hash(message_id: str) -> int:

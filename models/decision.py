@@ -153,6 +153,22 @@ def decide(
     return d
 
 
+def render_for(
+    message: Message,
+    profile: Profile,
+    channel: str,
+    now_ms: int,
+    context: Mapping[str, Any] | None = None,
+    suggestions: Sequence[str] = (),
+    default_timezone: str = "UTC",
+) -> dict[str, str]:
+    """`message`'s content for `channel`, filled from the profile as `decide` would."""
+    ctx = context or {}
+    tz = zone(ctx.get("timezone") or profile.traits.get("timezone"), default_timezone)
+    feats = features(profile, now_ms, channel, ctx, _offset_min(tz, now_ms))
+    return message.render(channel, placeholders(profile, feats, suggestions))
+
+
 def _offset_min(tz: tzinfo, now_ms: int) -> int:
     off = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz).utcoffset()
     return int(off.total_seconds() // 60) if off is not None else 0

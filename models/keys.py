@@ -67,6 +67,16 @@ class Keys:
         """
         return f"{self.base}:c:{{{id_}}}:link"
 
+    def contacts(self, customer_id: str) -> str:
+        """Sorted set of the messages served to a customer (score: epoch ms; member:
+        ``channel|message_id|decision_id``), kept for the longest cap window: frequency caps
+        and cooldowns are counted (and recorded, atomically) on it.
+
+        >>> Keys().contacts("u1")
+        'nudge:v1:c:{u1}:contacts'
+        """
+        return f"{self.base}:c:{{{customer_id}}}:contacts"
+
     def stats(self) -> str:
         """Hash of deployment-wide counters (``identity_merges_refused``)."""
         return f"{self.base}:stats"

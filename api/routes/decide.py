@@ -1,0 +1,130 @@
+"""The next-best message for a customer on a channel: ``GET``/``POST /v1/decide``.
+
+One pipelined Redis read (profile, link, contact history; a linked id costs a second) and,
+when a message is chosen, one atomic write that re-checks the caps and cooldowns and records
+the contact (`api/contacts.lua`). Nothing is loaded per request: the catalog is compiled at
+start-up.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+
+from api.deps import ApiKey, PolicyDep, SettingsDep, StoreDep
+from api.schemas import DecideIn, DecisionOut, ErrorResponse, MessageOut
+from api.store import Store
+from config import Settings
+from config.catalog import CHANNELS, Catalog
+from models.consent import ConsentPolicy
+from models.customer import new_state, profile_params
+from models.decision import decide, render_for
+from models.profile import decode_profile, iso, to_profile
+
+router = APIRouter(prefix="/v1", tags=["decisions"])
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Unknown channel"},
+    401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+}
+
+
+def get_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+
+
+@router.get("/decide", dependencies=[ApiKey], response_model=DecisionOut, responses=RESPONSES)
+async def decide_get(
+    store: StoreDep,
+    catalog: CatalogDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+    customer_id: Annotated[str, Query(min_length=1, max_length=512)],
+    channel: str,
+) -> DecisionOut:
+    """The next-best message for `customer_id` (any of their ids) on `channel`, or
+    `message: null` with the rule that suppressed it."""
+    return await _decide(store, catalog, policy, settings, customer_id, channel, {})
+
+
+@router.post("/decide", dependencies=[ApiKey], response_model=DecisionOut, responses=RESPONSES)
+async def decide_post(
+    body: DecideIn,
+    store: StoreDep,
+    catalog: CatalogDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+) -> DecisionOut:
+    """As `GET`, with what the caller knows now in `context` (page, product, locale,
+    timezone)."""
+    return await _decide(
+        store, catalog, policy, settings, body.customer_id, body.channel, body.context
+    )
+
+
+async def _decide(
+    store: Store,
+    catalog: Catalog,
+    consent: ConsentPolicy,
+    settings: Settings,
+    any_id: str,
+    channel: str,
+    context: dict[str, Any],
+) -> DecisionOut:
+    if channel not in CHANNELS:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"channel: unknown channel {channel!r} (known: {', '.join(CHANNELS)})",
+        )
+    now = time.time_ns() // 1_000_000
+    policy = catalog.policy
+    keep_ms = catalog.keep_s * 1000
+    cid, blob, history = await store.decision_inputs(any_id, now, keep_ms)
+    params = profile_params(settings)
+    profile = decode_profile(blob) if blob else to_profile(new_state(cid, now), params)
+    d = decide(catalog, profile, channel, now, history, context, consent)
+    decision_id = uuid.uuid4().hex
+    message = d.message
+    if message is not None:
+        candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
+        verdict, detail = await store.record_contact(
+            cid, channel, decision_id, now, policy, candidates
+        )
+        if verdict == "cap":
+            # a concurrent decision took the last slot first
+            message, d.suppressed_by = None, "frequency_cap"
+            d.reason = f"frequency cap reached ({detail})"
+        elif verdict == "cooldown":
+            message, d.suppressed_by = None, "cooldown"
+            d.reason = "every eligible message was sent recently"
+        elif detail != message.id:
+            # a concurrent decision sent the best one first: the next in line
+            d.score, message = next((s, m) for s, m in d.candidates if m.id == detail)
+            d.content = render_for(
+                message, profile, channel, now, context, (), policy.default_timezone
+            )
+            d.reason = f"next best: {d.reason}"
+    return DecisionOut(
+        decision_id=decision_id,
+        requested_id=any_id,
+        customer_id=cid,
+        channel=channel,
+        message=(
+            MessageOut(id=message.id, content=d.content, value=message.value, lever=message.lever)
+            if message is not None
+            else None
+        ),
+        score=d.score if message is not None else 0.0,
+        reason=d.reason,
+        explore=False,
+        suppressed_by=d.suppressed_by,
+        retry_after=iso(d.until_ms),
+        suggestions=[],
+    )
