@@ -80,8 +80,8 @@ class Erased(BaseModel):
     requested_id: str = Field(description="The id the call named.")
     customer_id: str = Field(description="The canonical customer id the id resolved to.")
     removed: list[str] = Field(
-        description="What was deleted from Redis right away: `profile`, and `link:<id>` for "
-        "each linked id."
+        description="What was deleted from Redis right away: `profile`, `decisions` (the "
+        "history of messages served), and `link:<id>` for each linked id."
     )
     erase_marker: str = Field(
         description="Entry id of the erase marker in the event stream: once the dataflow has "

@@ -100,7 +100,8 @@ class Store:
         return cid, blob
 
     async def erase(self, any_id: str, marker_id: str, now_ms: int) -> tuple[str, list[str], str]:
-        """Delete what Redis holds of the customer `any_id` belongs to (profile, links) and
+        """Delete what Redis holds of the customer `any_id` belongs to (profile, links, the
+        history of decisions served) and
         send the erase marker through the canonical id's stream partition, so the dataflow
         forgets its state and unlinks the other ids. Returns the canonical id, what was
         removed and the marker's entry id."""
@@ -108,15 +109,18 @@ class Store:
         ids = sorted({*(decode_profile(blob).ids if blob else ()), any_id} - {cid})
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(self.keys.profile(cid))
+        pipe.delete(self.keys.contacts(cid))
         for other in ids:
             pipe.delete(self.keys.link(other))
         marker = erase_marker(cid, marker_id, now_ms)
         stream = self._streams[partition_for(cid, self.partitions)]
         pipe.xadd(stream, {ENTRY_FIELD: encode_entry([marker])})
-        *deleted, entry_id = await pipe.execute()
-        removed = (["profile"] if deleted[0] else []) + [
-            f"link:{other}" for other, n in zip(ids, deleted[1:], strict=True) if n
-        ]
+        profile, contacts, *links, entry_id = await pipe.execute()
+        removed = (
+            (["profile"] if profile else [])
+            + (["decisions"] if contacts else [])
+            + [f"link:{other}" for other, n in zip(ids, links, strict=True) if n]
+        )
         return cid, removed, entry_id.decode()
 
     async def decision_inputs(

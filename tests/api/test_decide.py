@@ -91,6 +91,12 @@ def test_a_cart_reminder_is_decided_and_recorded(
     again = client.get("/v1/decide", params={"customer_id": cid, "channel": "web"},
                        headers=AUTH).json()  # fmt: skip
     assert (again["message"] or {}).get("id") != "cart_reminder"
+    # erasure takes the history of decisions too
+    from tests.conftest import ADMIN_KEY
+
+    out = client.delete(f"/v1/customers/{cid}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert out.json()["removed"] == ["profile", "decisions"]
+    assert not rclient.exists(Keys(settings.key_prefix).contacts(cid))
 
 
 def test_bad_requests(client: TestClient) -> None:
