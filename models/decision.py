@@ -130,7 +130,7 @@ def decide(
         d.suppressed_by, d.reason = "frequency_cap", f"frequency cap reached ({cap})"
         return d
     feats = features(profile, now_ms, channel, ctx, _offset_min(tz, now_ms))
-    eligible = [m for m in catalog.for_channel(channel) if m.valid_at(now_ms) and m.eligible(feats)]
+    eligible = catalog.eligible(channel, feats, now_ms)
     if not eligible:
         d.suppressed_by, d.reason = "no_eligible_message", "no message's rule holds"
         return d

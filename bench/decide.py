@@ -1,0 +1,194 @@
+"""Decision latency: ``GET /v1/decide`` under open-loop fixed-rate load, beside a bare endpoint
+doing one Redis HGETALL, measured in the same run, against the same API process.
+
+``python -m bench.decide [--duration 10] [--rates 1000,2000] [--customers 20000]``
+
+- Redis: an embedded redis-server (AOF off), loaded with the profiles of the REES46 sample's
+  customers, built by the real transition (`models.customer.step`) and stored as the dataflow
+  stores them, plus one 10-field hash per customer for the bare endpoint.
+- API: ONE uvicorn worker (uvloop, httptools, no access log), the app of `nudge api` plus the
+  bench-only route ``/bench/bare`` (`bench/decide_app.py`), in its own process.
+- Load: `bench/openloop.py`, another process: requests scheduled at a fixed rate (open loop),
+  64 keep-alive connections, customers round-robin, channel ``web`` (the full path: eligibility
+  of every web message, arbitration, and the atomic Lua write when a message is chosen).
+  Latency is from request written to answer read, on the load generator's clock; "late" says
+  how far behind schedule requests started (0 when the server keeps up).
+- Saturation: the same connections sending back to back for the duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import orjson
+import redis
+
+from bench.decide_app import bare_key
+from bench.machine import REES46, data_path, header, table
+from cli.datasets import read_calls
+from cli.embedded import RedisServer, free_port
+from models.customer import ProfileParams, step
+from models.keys import Keys
+from models.profile import encode_profile
+from models.segment import normalize
+
+API_KEY: Final = "bench-api-key"
+P99_TARGET_MS: Final = 3.0
+RATIO_TARGET: Final = 1.5
+CONNECTIONS: Final = 64
+
+
+def seed(client: redis.Redis, keys: Keys, limit: int) -> list[str]:
+    """Profiles of the REES46 customers (real shapes), and a hash each for the bare route."""
+    params = ProfileParams()
+    now = time.time_ns() // 1_000_000
+    states: dict[str, Any] = {}
+    for _, call in read_calls(data_path(REES46)):
+        ev = normalize(call, received_at=now, new_id=lambda: "x")
+        states[ev.customer_key], _ = step(states.get(ev.customer_key), ev, params)
+    # the sample is from 2019: move every customer to "two hours ago" so carts and sessions
+    # are as recent as a live shop's
+    ids = list(states)[:limit]
+    pipe = client.pipeline(transaction=False)
+    for n, cid in enumerate(ids, 1):
+        s = states[cid]
+        shift = now - 2 * 3_600_000 - s.last_seen
+        s.first_seen += shift
+        s.last_seen += shift
+        s.anchor += shift
+        if s.cart_updated is not None:
+            s.cart_updated += shift
+        if s.last_order is not None:
+            s.last_order += shift
+        pipe.set(keys.profile(cid), encode_profile(s, params))
+        pipe.hset(bare_key(keys.base, cid), mapping={f"f{i}": str(i) for i in range(10)})
+        if n % 500 == 0:
+            pipe.execute()
+    pipe.execute()
+    return ids
+
+
+def start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "uvicorn", "bench.decide_app:create", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited at start with code {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the API did not answer within 30 s")
+
+
+def load(port: int, paths: list[str], rate: float, duration: float) -> dict[str, Any]:
+    plan = {
+        "host": "127.0.0.1", "port": port, "api_key": API_KEY, "paths": paths, "rate": rate,
+        "duration_s": duration, "warmup_s": 1.0, "connections": CONNECTIONS,
+    }  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.openloop"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ},
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(orjson.dumps(plan) + b"\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == b"ready"
+    proc.stdin.write(b"go\n")
+    proc.stdin.flush()
+    out: dict[str, Any] = orjson.loads(proc.stdout.readline())
+    proc.stdin.close()
+    proc.wait(30)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.decide", description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--rates", default="1000,2000", help="offered requests/s, comma-separated")
+    p.add_argument("--customers", type=int, default=20_000, help="customers loaded")
+    args = p.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+    print(header("nudge bench: decision latency (GET /v1/decide vs one HGETALL)", "bench.decide"))
+    rows: list[list[Any]] = []
+    results: dict[tuple[str, float], dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="nudge-bench-decide-") as tmp:
+        server = RedisServer(Path(tmp) / "redis", aof=False).start()
+        api = None
+        try:
+            client = redis.Redis.from_url(server.url)
+            keys = Keys("nudge")
+            ids = seed(client, keys, args.customers)
+            print(f"redis     {server.url}, AOF off; {len(ids):,} REES46 customers loaded")
+            port = free_port()
+            env = {
+                **os.environ, "NUDGE_REDIS_URL": server.url, "NUDGE_API_KEYS": API_KEY,
+                "NUDGE_WRITE_KEYS": "bench-write", "NUDGE_ADMIN_KEYS": "bench-admin",
+            }  # fmt: skip
+            api = start_api(env, port)
+            print(f"api       one uvicorn worker (uvloop, httptools), pid {api.pid}, port {port}")
+            print(f"load      bench.openloop in another process, {CONNECTIONS} connections, "
+                  f"1 s warm-up + {args.duration:g} s measured per run, channel web")  # fmt: skip
+            cyc = itertools.cycle(ids)
+            targets = {
+                "decide": [f"/v1/decide?customer_id={next(cyc)}&channel=web" for _ in ids],
+                "bare": [f"/bench/bare?customer_id={cid}" for cid in ids],
+            }
+            for rate in [*rates, 0.0]:
+                for name in ("bare", "decide"):
+                    out = load(port, targets[name], rate, args.duration if rate else 5.0)
+                    results[(name, rate)] = out
+                    lat = out["latencies_ms"]
+                    rows.append([
+                        name, f"{rate:,.0f}" if rate else "saturation",
+                        f"{out['measured'] / out['measured_s']:,.0f}" if out["measured_s"] else "-",
+                        f"{pct(lat, 0.5):.2f}", f"{pct(lat, 0.99):.2f}", f"{pct(lat, 0.999):.2f}",
+                        f"{pct(out['late_ms'], 0.99):.2f}" if rate else "-", out["errors"],
+                    ])  # fmt: skip
+            decisions = client.zcard(keys.contacts(ids[0]))
+            sent = sum(1 for _ in client.scan_iter(match=keys.contacts("*"), count=5000))
+            client.close()
+        finally:
+            if api is not None:
+                api.terminate()
+                api.wait(10)
+            server.stop()
+    print()
+    print(table(rows, ["endpoint", "offered/s", "done/s", "p50 ms", "p99 ms", "p99.9 ms",
+                       "late p99 ms", "errors"]))  # fmt: skip
+    print(f"checked   {sent:,} customers have a recorded contact (first customer: {decisions})")
+    top = max(rates)
+    d99 = pct(results[("decide", top)]["latencies_ms"], 0.99)
+    b99 = pct(results[("bare", top)]["latencies_ms"], 0.99)
+    print(f"target    decide p99 ≤ {P99_TARGET_MS:g} ms at {top:,.0f}/s: "
+          f"{'met' if d99 <= P99_TARGET_MS else 'NOT met'} ({d99:.2f} ms)")  # fmt: skip
+    print(f"target    decide p99 ≤ {RATIO_TARGET:g} x bare p99: "
+          f"{'met' if d99 <= RATIO_TARGET * b99 else 'NOT met'} ({d99 / b99:.2f} x)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
