@@ -15,6 +15,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.schemas import DecisionOut
 from config.catalog import load_catalog
 from config.settings import Settings
 from models.customer import ProfileParams, new_state, step
@@ -82,6 +83,7 @@ def test_a_cart_reminder_is_decided_and_recorded(
     r = client.get("/v1/decide", params={"customer_id": cid, "channel": "web"}, headers=AUTH)
     assert r.status_code == 200, r.text
     d = r.json()
+    DecisionOut.model_validate(d, strict=True)  # the documented shape, exactly
     assert d["message"]["id"] == "cart_reminder" and d["suppressed_by"] is None
     assert d["message"]["content"]["banner"].startswith("Welcome back Ada!")
     assert d["customer_id"] == cid and d["explore"] is False and d["score"] > 0
