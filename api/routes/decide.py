@@ -13,9 +13,9 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from api.deps import ApiKey, PolicyDep, SettingsDep, StoreDep
+from api.deps import ApiKey
 from api.schemas import DecideIn, DecisionOut, ErrorResponse
 from api.store import Store
 from config import Settings
@@ -33,52 +33,31 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def get_catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
-
-
-CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-
-
 @router.get("/decide", dependencies=[ApiKey], response_model=DecisionOut, responses=RESPONSES)
 async def decide_get(
-    store: StoreDep,
-    catalog: CatalogDep,
-    policy: PolicyDep,
-    settings: SettingsDep,
+    request: Request,
     customer_id: Annotated[str, Query(min_length=1, max_length=512)],
     channel: str,
 ) -> Response:
     """The next-best message for `customer_id` (any of their ids) on `channel`, or
     `message: null` with the rule that suppressed it."""
-    return await _decide(store, catalog, policy, settings, customer_id, channel, {})
+    return await _decide(request.app.state, customer_id, channel, {})
 
 
 @router.post("/decide", dependencies=[ApiKey], response_model=DecisionOut, responses=RESPONSES)
-async def decide_post(
-    body: DecideIn,
-    store: StoreDep,
-    catalog: CatalogDep,
-    policy: PolicyDep,
-    settings: SettingsDep,
-) -> Response:
+async def decide_post(request: Request, body: DecideIn) -> Response:
     """As `GET`, with what the caller knows now in `context` (page, product, locale,
     timezone)."""
-    return await _decide(
-        store, catalog, policy, settings, body.customer_id, body.channel, body.context
-    )
+    return await _decide(request.app.state, body.customer_id, body.channel, body.context)
 
 
-async def _decide(
-    store: Store,
-    catalog: Catalog,
-    consent: ConsentPolicy,
-    settings: Settings,
-    any_id: str,
-    channel: str,
-    context: dict[str, Any],
-) -> Response:
+async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]) -> Response:
+    # the app's state, read here rather than through four FastAPI dependencies: each costs
+    # ~20 µs of dependency solving on every decision
+    store: Store = state.store
+    catalog: Catalog = state.catalog
+    consent: ConsentPolicy = state.consent_policy
+    settings: Settings = state.settings
     if channel not in CHANNELS:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
