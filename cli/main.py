@@ -309,6 +309,8 @@ def demo(
             f"  curl -s {engine.url}/healthz\n"
             f"  curl -s -H 'Authorization: Bearer {engine.api_key}' "
             f"{engine.url}/v1/customers/{cid}\n"
+            f"  curl -s -H 'Authorization: Bearer {engine.api_key}' "
+            f"'{engine.url}/v1/decide?customer_id={cid}&channel=web'\n"
             f"  curl -s -u {engine.write_key}: {engine.url}/v1/track -H 'Content-Type: "
             'application/json\' -d \'{"userId":"' + cid + '","event":"Product Added",'
             '"properties":{"product_id":"1004856","price":130.76}}\'\n'
