@@ -94,6 +94,7 @@ class ContactPolicy:
     quiet_channels: tuple[str, ...] = OUTBOUND
     default_timezone: str = "UTC"
     suppress_after_conversion_s: int = DAY_S
+    exploration: float = 0.1  # epsilon-greedy: this share of decisions tries another message
     # channel, or "*" for all channels together -> caps
     caps: Mapping[str, tuple[Cap, ...]] = field(default_factory=_default_caps)
 
@@ -217,7 +218,7 @@ def _policy(raw: Any, where: str) -> ContactPolicy:
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: a table is required")
     known = {"holdout_share", "holdout_salt", "quiet_hours", "default_timezone",
-             "suppress_after_conversion_s", "caps"}  # fmt: skip
+             "suppress_after_conversion_s", "caps", "exploration"}  # fmt: skip
     unknown = set(raw) - known
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -242,6 +243,9 @@ def _policy(raw: Any, where: str) -> ContactPolicy:
     suppress = raw.get("suppress_after_conversion_s", base.suppress_after_conversion_s)
     if not isinstance(suppress, int) or isinstance(suppress, bool) or suppress < 0:
         raise fail("suppress_after_conversion_s", "seconds, a whole number ≥ 0")
+    explore = raw.get("exploration", base.exploration)
+    if isinstance(explore, bool) or not isinstance(explore, int | float) or not 0 <= explore <= 1:
+        raise fail("exploration", "the share of decisions that explore, from 0 to 1 (e.g. 0.1)")
     caps = dict(base.caps)
     raw_caps = raw.get("caps", {})
     if not isinstance(raw_caps, dict):
@@ -256,7 +260,7 @@ def _policy(raw: Any, where: str) -> ContactPolicy:
                 raise fail(f"caps.{ch}.{w}", "a whole number ≥ 0 (0: never)")
         caps[ch] = tuple(Cap(n, _WINDOWS[w]) for w, n in sorted(windows.items()))
     return ContactPolicy(
-        float(share), salt, start, end, tuple(qch), tz, suppress, caps,
+        float(share), salt, start, end, tuple(qch), tz, suppress, float(explore), caps,
     )  # fmt: skip
 
 

@@ -12,7 +12,10 @@ The rules, in order — the first that applies suppresses the decision:
    true under its rule;
 7. ``cooldown``: every eligible message was sent within its cooldown.
 
-Among what is left, score = propensity * value * lever; the highest wins (ties: message id).
+Among what is left, score = propensity * value * lever; the highest wins (ties: message id),
+except in the policy's `exploration` share of decisions (epsilon-greedy, given an `rng`),
+which pick one of the others uniformly and say so (`explore`), so that learning keeps
+seeing every eligible message.
 Caps and cooldowns are checked again atomically in Redis when the decision is recorded, so a
 burst of concurrent requests cannot exceed them.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from random import Random
 from typing import Any, Final
 
 from config.catalog import OUTBOUND, Catalog, ContactPolicy, Message
@@ -56,6 +60,7 @@ class Decision:
     score: float = 0.0
     reason: str = ""
     suppressed_by: str | None = None
+    explore: bool = False  # chosen by exploration, not as the best
     until_ms: int | None = None  # quiet hours: when they end
     content: dict[str, str] = field(default_factory=dict)
     candidates: list[tuple[float, Message]] = field(default_factory=list)  # ranked
@@ -100,6 +105,7 @@ def decide(
     consent: ConsentPolicy | None = None,
     propensity: Propensity = prior,
     suggestions: Sequence[str] = (),
+    rng: Random | None = None,
 ) -> Decision:
     policy = catalog.policy
     cid = profile.customer_id
@@ -142,11 +148,19 @@ def decide(
         ((propensity(m.id, channel, feats) * m.value * m.lever, m) for m in fresh),
         key=lambda sm: (-sm[0], sm[1].id),
     )
+    explore = rng is not None and len(ranked) > 1 and rng.random() < policy.exploration
+    if explore:
+        # epsilon-greedy: one of the others, uniformly; it goes first for the atomic write
+        assert rng is not None
+        pick = ranked.pop(rng.randrange(1, len(ranked)))
+        ranked.insert(0, pick)
     d.candidates = ranked
+    d.explore = explore
     score, best = ranked[0]
     d.message, d.score = best, score
+    why = "exploring (epsilon-greedy)" if explore else "highest expected value"
     d.reason = (
-        f"highest expected value of {len(fresh)} eligible: propensity "
+        f"{why} of {len(fresh)} eligible: propensity "
         f"{propensity(best.id, channel, feats):.3f} * value {best.value:g} * lever {best.lever:g}"
     )
     d.content = best.render(channel, placeholders(profile, feats, suggestions))

@@ -8,6 +8,7 @@ start-up.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from models.decision import decide, render_for
 from models.profile import decode_profile, iso, to_profile
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
+_RNG = random.Random()  # exploration draws; seeded from the OS per process
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Unknown channel"},
@@ -70,7 +72,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
     profile = (
         decode_profile(blob) if blob else to_profile(new_state(cid, now), profile_params(settings))
     )
-    d = decide(catalog, profile, channel, now, history, context, consent)
+    d = decide(catalog, profile, channel, now, history, context, consent, rng=_RNG)
     decision_id = uuid.uuid4().hex
     message = d.message
     if message is not None:
@@ -88,6 +90,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
         elif detail != message.id:
             # a concurrent decision sent the best one first: the next in line
             d.score, message = next((s, m) for s, m in d.candidates if m.id == detail)
+            d.explore = False
             d.content = render_for(
                 message, profile, channel, now, context, (), policy.default_timezone
             )
@@ -107,7 +110,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
         ),
         "score": d.score if message is not None else 0.0,
         "reason": d.reason,
-        "explore": False,
+        "explore": d.explore and message is not None,
         "suppressed_by": d.suppressed_by,
         "retry_after": iso(d.until_ms),
         "suggestions": [],

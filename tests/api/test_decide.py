@@ -32,6 +32,17 @@ HOUR = 3_600_000
 SALT = load_catalog().policy.holdout_salt
 
 
+CATALOG_TEXT = (Path(__file__).parents[2] / "config" / "catalog.toml").read_text()
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The default catalog without exploration, so that every answer here is the best one."""
+    path = tmp_path / "catalog.toml"
+    path.write_text(CATALOG_TEXT.replace("exploration = 0.1", "exploration = 0.0"))
+    return settings.model_copy(update={"catalog": path})
+
+
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
@@ -166,9 +177,12 @@ def test_caps_hold_under_a_concurrent_burst(settings: Settings, rclient: redis.R
 
 
 def test_holdout_and_any_id(rclient: redis.Redis, settings: Settings, tmp_path: Path) -> None:
-    text = (Path(__file__).parents[2] / "config" / "catalog.toml").read_text()
-    catalog = tmp_path / "catalog.toml"
-    catalog.write_text(text.replace("holdout_share = 0.05", "holdout_share = 0.5"))
+    catalog = tmp_path / "catalog-holdout.toml"
+    catalog.write_text(
+        CATALOG_TEXT.replace("holdout_share = 0.05", "holdout_share = 0.5").replace(
+            "exploration = 0.1", "exploration = 0.0"
+        )
+    )
     settings = settings.model_copy(update={"catalog": catalog})
     held = next(f"h{i}" for i in range(100) if in_holdout(f"h{i}", 0.5, SALT))
     free = reachable("f", 0.5)

@@ -168,6 +168,7 @@ def test_the_default_policy() -> None:
         ({"caps": {"email": {"month": 1}}}, "caps.email: a table {day = N, week = N}"),
         ({"caps": {"email": {"day": -1}}}, "caps.email.day: a whole number"),
         ({"colour": 1}, "policy: colour: unknown key"),
+        ({"exploration": 2}, "policy: exploration: the share of decisions"),
     ],
 )
 def test_policy_mistakes_are_named(policy: dict[str, Any], error: str) -> None:

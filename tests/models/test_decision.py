@@ -120,3 +120,17 @@ def test_propensity_value_and_lever_rank() -> None:
     assert d.message is not None and d.message.id == "checkout_help"
     assert d.score == 0.5 * 25.0 * 1.0
     assert ContactPolicy().caps == NO_HOLDOUT.policy.caps
+
+
+def test_exploration_takes_its_share_and_says_so() -> None:
+    from random import Random
+
+    p = profile("u1", add(NOON - 2 * HOUR, price=80.0))  # cart reminder and checkout help
+    rng = Random(7)
+    picks = [decide(NO_HOLDOUT, p, "web", NOON, rng=rng) for _ in range(4000)]
+    explored = [d for d in picks if d.explore]
+    assert 0.08 < len(explored) / len(picks) < 0.12  # the policy's 10%
+    assert all(d.message is not None and d.message.id != "cart_reminder" for d in explored)
+    assert all("exploring" in d.reason for d in explored)
+    assert all(d.message.id == "cart_reminder" for d in picks if not d.explore)  # type: ignore[union-attr]
+    assert not decide(NO_HOLDOUT, p, "web", NOON).explore  # no rng: never explores
