@@ -28,8 +28,13 @@ test: lint  ## ruff, mypy, then the whole pytest suite (unit, flow, integration 
 	$(BIN)/pytest
 
 bench: $(BIN)/nudge
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.dataflow
+	$(BIN)/python -m bench.identity
+	$(BIN)/python -m bench.decide
+	$(BIN)/python -m bench.products
+	$(BIN)/python -m bench.learning
 
 clean:
 	rm -rf $(VENV) .nudge .mypy_cache .ruff_cache .pytest_cache

@@ -94,7 +94,7 @@ class ContactPolicy:
     quiet_channels: tuple[str, ...] = OUTBOUND
     default_timezone: str = "UTC"
     suppress_after_conversion_s: int = DAY_S
-    exploration: float = 0.1  # epsilon-greedy: this share of decisions tries another message
+    exploration: float = 0.05  # epsilon-greedy: this share of decisions tries another message
     # channel, or "*" for all channels together -> caps
     caps: Mapping[str, tuple[Cap, ...]] = field(default_factory=_default_caps)
 

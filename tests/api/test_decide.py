@@ -39,7 +39,7 @@ CATALOG_TEXT = (Path(__file__).parents[2] / "config" / "catalog.toml").read_text
 def settings(settings: Settings, tmp_path: Path) -> Settings:
     """The default catalog without exploration, so that every answer here is the best one."""
     path = tmp_path / "catalog.toml"
-    path.write_text(CATALOG_TEXT.replace("exploration = 0.1", "exploration = 0.0"))
+    path.write_text(CATALOG_TEXT.replace("exploration = 0.05", "exploration = 0.0"))
     return settings.model_copy(update={"catalog": path})
 
 
@@ -180,7 +180,7 @@ def test_holdout_and_any_id(rclient: redis.Redis, settings: Settings, tmp_path: 
     catalog = tmp_path / "catalog-holdout.toml"
     catalog.write_text(
         CATALOG_TEXT.replace("holdout_share = 0.05", "holdout_share = 0.5").replace(
-            "exploration = 0.1", "exploration = 0.0"
+            "exploration = 0.05", "exploration = 0.0"
         )
     )
     settings = settings.model_copy(update={"catalog": catalog})

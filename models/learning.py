@@ -1,0 +1,157 @@
+"""Online response models: for each (message, channel) arm, the probability that a customer
+responds, learned with River from labelled decisions (pure; the dataflow trains, the API
+scores, with this same code).
+
+- An arm is a River `LogisticRegression` over `vector(features)`, a small numeric view of
+  `models.features.features`. Until it has seen `min_examples` labels, its propensity blends
+  the prior with the model's estimate in proportion to the examples seen (cold start).
+- Progressive validation: every label is first predicted, then learned; ROC AUC and log loss
+  per arm are kept (River's metrics).
+- The models reach the API as versioned msgpack (`encode_learner` / `decode_learner`): the
+  weights, intercept and counts; never pickle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgpack
+from river import linear_model, metrics, optim
+from river.utils import VectorDict
+
+from models import NudgeError
+
+LEARNER_VERSION: Final = 1
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+class LearnerError(NudgeError):
+    """Model state this version cannot read."""
+
+
+def vector(feats: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric features the response models read (bounded, roughly unit-scaled)."""
+    cart = feats["cart"]
+    dso = feats["days_since_order"]
+    hour = feats["hour"] * (2 * math.pi / 24)
+    return {
+        "cart_items": min(cart["items"], 10) / 10,
+        "cart_value": math.log1p(max(cart["value"], 0.0)) / 10,
+        "cart_fresh": 1.0 if 0 <= cart["age_s"] <= 86_400 else 0.0,
+        "buyer": 1.0 if feats["orders"] > 0 else 0.0,
+        "orders": min(feats["orders"], 20) / 20,
+        "recent_order": 1.0 if 0 <= dso <= 30 else 0.0,
+        "views": min(feats["views"], 50) / 50,
+        "sessions": min(feats["sessions"], 20) / 20,
+        "seen_today": 1.0 if feats["days_since_seen"] <= 1 else 0.0,
+        "hour_sin": math.sin(hour),
+        "hour_cos": math.cos(hour),
+    }
+
+
+@dataclass(slots=True)
+class Arm:
+    model: Any  # a river LogisticRegression (untyped)
+    n: int = 0
+    positives: int = 0
+    auc: Any = field(default_factory=metrics.ROCAUC)
+    logloss: Any = field(default_factory=metrics.LogLoss)
+
+
+def _model(lr: float) -> linear_model.LogisticRegression:
+    return linear_model.LogisticRegression(optimizer=optim.SGD(lr), intercept_lr=lr)
+
+
+@dataclass(slots=True)
+class Learner:
+    prior: float = 0.05
+    min_examples: int = 200
+    lr: float = 0.05
+    arms: dict[str, Arm] = field(default_factory=dict)
+
+    @staticmethod
+    def key(message_id: str, channel: str) -> str:
+        return f"{message_id}|{channel}"
+
+    def _arm(self, message_id: str, channel: str) -> Arm:
+        k = self.key(message_id, channel)
+        arm = self.arms.get(k)
+        if arm is None:
+            arm = self.arms[k] = Arm(_model(self.lr))
+            arm.model.intercept = math.log(self.prior / (1 - self.prior))  # start at the prior
+        return arm
+
+    def propensity(self, message_id: str, channel: str, x: Mapping[str, float]) -> float:
+        arm = self.arms.get(self.key(message_id, channel))
+        if arm is None or arm.n == 0:
+            return self.prior
+        p = float(arm.model.predict_proba_one(x).get(True, self.prior))
+        trust = min(1.0, arm.n / self.min_examples)
+        return trust * p + (1 - trust) * self.prior
+
+    def learn(self, message_id: str, channel: str, x: Mapping[str, float], y: bool) -> None:
+        """One label: predicted first (progressive validation), then learned."""
+        arm = self._arm(message_id, channel)
+        p = float(arm.model.predict_proba_one(x).get(True, self.prior))
+        _update(arm.auc, y, p)
+        _update(arm.logloss, y, p)
+        arm.model.learn_one(x, y)
+        arm.n += 1
+        arm.positives += int(y)
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """Per arm: examples, response rate, progressive ROC AUC and log loss."""
+        return {
+            k: {
+                "examples": a.n,
+                "response_rate": a.positives / a.n if a.n else 0.0,
+                "roc_auc": _metric(a.auc),
+                "log_loss": _metric(a.logloss),
+            }
+            for k, a in sorted(self.arms.items())
+        }
+
+
+def encode_learner(learner: Learner) -> bytes:
+    """What the API needs to score: versioned msgpack of each arm's weights and counts."""
+    arms = {
+        k: [
+            dict(a.model._weights),
+            a.model.intercept,
+            a.n,
+            a.positives,
+            _metric(a.auc),
+            _metric(a.logloss),
+        ]
+        for k, a in learner.arms.items()
+    }
+    return _packer.pack([LEARNER_VERSION, learner.prior, learner.min_examples, learner.lr, arms])
+
+
+def _update(m: Any, y: bool, p: float) -> None:
+    m.update(y, p)  # River's metrics are untyped
+
+
+def _metric(m: Any) -> float:
+    return float(m.get())
+
+
+def decode_learner(data: bytes) -> Learner:
+    """The scoring half of a learner (its metrics are the published figures, frozen)."""
+    try:
+        row = msgpack.unpackb(data, raw=False)
+        version, prior, min_examples, lr, arms = row
+    except (ValueError, TypeError) as exc:
+        raise LearnerError(f"not a learner blob: {exc}") from exc
+    if version != LEARNER_VERSION:
+        raise LearnerError(f"unknown learner version {version!r}")
+    learner = Learner(prior, min_examples, lr)
+    for k, (weights, intercept, n, positives, _, _) in arms.items():
+        model = _model(lr)
+        model._weights = VectorDict(weights)
+        model.intercept = intercept
+        learner.arms[k] = Arm(model, n, positives)
+    return learner
