@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +21,29 @@ from config.catalog import CatalogError, load_catalog
 from config.runtime import tune_gc
 from models.consent import ConsentPolicy
 from models.keys import Keys
+from models.learning import Learner, LearnerError, decode_learner, scorer
+
+log = logging.getLogger(__name__)
+
+
+def use_learner(app: FastAPI, learner: Learner) -> None:
+    app.state.learner = learner
+    app.state.propensity = scorer(learner)
+
+
+async def _refresh_models(app: FastAPI, store: Store, every_s: float) -> None:
+    """Poll the published response models; swap them in when they change (a bad blob is
+    logged and the models in use are kept)."""
+    last: bytes | None = None
+    while True:
+        try:
+            blob = await store.models_blob()
+            if blob and blob != last:
+                use_learner(app, decode_learner(blob))
+                last = blob
+        except (RedisError, LearnerError) as exc:
+            log.warning("response models not reloaded: %s", exc)
+        await asyncio.sleep(every_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,9 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await client.aclose()
             raise ConfigError(problem)
         app.state.store = store
+        refresher = asyncio.create_task(_refresh_models(app, store, settings.model_refresh_s))
         try:
             yield
         finally:
+            refresher.cancel()
             await client.aclose()
 
     app = FastAPI(
@@ -65,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.consent_policy = ConsentPolicy(frozenset(settings.consent_opt_in))
     app.state.catalog = catalog
+    use_learner(app, Learner())  # the cold-start prior, until the dataflow publishes models
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(customers.router)

@@ -172,5 +172,11 @@ class Store:
         verdict, detail = await self._record(keys=[self.keys.contacts(customer_id)], args=args)
         return verdict.decode(), detail.decode()
 
+    async def models_blob(self) -> bytes | None:
+        """The published response models (`models.learning.encode_learner`), if any."""
+        blob = await self.client.get(self.keys.models())
+        assert blob is None or isinstance(blob, bytes)
+        return blob
+
     async def ping(self) -> bool:
         return bool(await self.client.ping())

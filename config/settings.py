@@ -98,6 +98,10 @@ class Settings(BaseSettings):
         description="Message catalog and contact policy (TOML); unset: the built-in shop catalog.",
     )
 
+    model_refresh_s: float = Field(
+        default=2.0, gt=0, le=300, description="How often the API reloads the response models."
+    )
+
     # --- API --------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -77,6 +77,11 @@ class Keys:
         """
         return f"{self.base}:c:{{{customer_id}}}:contacts"
 
+    def models(self) -> str:
+        """String key: the response models (`models.learning.encode_learner`), published by
+        the dataflow, polled by the API."""
+        return f"{self.base}:models"
+
     def stats(self) -> str:
         """Hash of deployment-wide counters (``identity_merges_refused``)."""
         return f"{self.base}:stats"

@@ -14,7 +14,7 @@ scores, with this same code).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -155,3 +155,16 @@ def decode_learner(data: bytes) -> Learner:
         model.intercept = intercept
         learner.arms[k] = Arm(model, n, positives)
     return learner
+
+
+def scorer(learner: Learner) -> Callable[[str, str, Mapping[str, Any]], float]:
+    """`learner` as the `propensity` of `models.decision.decide`: features are turned into the
+    model's vector once per decision, not once per message."""
+    last: list[Any] = [None, None]
+
+    def propensity(message_id: str, channel: str, feats: Mapping[str, Any]) -> float:
+        if last[0] is not feats:
+            last[0], last[1] = feats, vector(feats)
+        return learner.propensity(message_id, channel, last[1])
+
+    return propensity

@@ -72,7 +72,9 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
     profile = (
         decode_profile(blob) if blob else to_profile(new_state(cid, now), profile_params(settings))
     )
-    d = decide(catalog, profile, channel, now, history, context, consent, rng=_RNG)
+    d = decide(
+        catalog, profile, channel, now, history, context, consent, state.propensity, rng=_RNG
+    )
     decision_id = uuid.uuid4().hex
     message = d.message
     if message is not None:

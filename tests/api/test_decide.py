@@ -65,10 +65,10 @@ def put_profile(
     rclient.set(Keys(settings.key_prefix).profile(cid), encode_profile(state, ProfileParams()))
 
 
-def cart(cid: str, hours_ago: float = 2.0) -> Event:
+def cart(cid: str, hours_ago: float = 2.0, price: float = 30.0) -> Event:
     t = time.time_ns() // 1_000_000 - int(hours_ago * HOUR)
     return Event("track", f"add-{cid}", t, t, "web", user_id=cid, event="Product Added",
-                 properties={"product_id": "p1", "price": 30.0, "quantity": 1})  # fmt: skip
+                 properties={"product_id": "p1", "price": price, "quantity": 1})  # fmt: skip
 
 
 def consent(cid: str, *channels: str) -> Event:
@@ -206,3 +206,33 @@ def test_a_broken_catalog_stops_the_api(settings: Settings, tmp_path: Path) -> N
     bad.write_text('[[message]]\nid = "x"\nchannels = ["web"]\nrule = "nope > 1"\nvalue = 1.0\n')
     with pytest.raises(ConfigError, match=r"NUDGE_CATALOG: .*message 'x': rule: unknown variable"):
         create_app(settings.model_copy(update={"catalog": bad}))
+
+
+def test_published_models_change_the_decision(rclient: redis.Redis, settings: Settings) -> None:
+    """The model state round trip: what a trainer publishes, the API scores with."""
+    from models.features import features
+    from models.learning import Learner, encode_learner, vector
+    from models.profile import decode_profile
+
+    cid = reachable("model")
+    put_profile(rclient, settings, cid, cart(cid, price=80.0))  # checkout help is eligible too
+    keys = Keys(settings.key_prefix)
+    settings = settings.model_copy(update={"model_refresh_s": 0.05})
+    params = {"customer_id": cid, "channel": "web"}
+    with TestClient(create_app(settings)) as client:
+        first = client.get("/v1/decide", params=params, headers=AUTH).json()
+        assert first["message"]["id"] == "cart_reminder"  # the prior: highest value wins
+        rclient.delete(keys.contacts(cid))  # forget that contact (cooldown)
+        # a trainer learned that customers like this one answer checkout help, not reminders
+        blob = rclient.get(keys.profile(cid))
+        assert isinstance(blob, bytes)
+        now = time.time_ns() // 1_000_000
+        x = vector(features(decode_profile(blob), now, "web"))
+        learner = Learner(min_examples=50, lr=0.5)
+        for i in range(400):
+            learner.learn("checkout_help", "web", x, i % 2 == 0)
+            learner.learn("cart_reminder", "web", x, False)
+        rclient.set(keys.models(), encode_learner(learner))
+        time.sleep(0.5)  # a few refreshes
+        second = client.get("/v1/decide", params=params, headers=AUTH).json()
+    assert second["message"]["id"] == "checkout_help", second
