@@ -172,6 +172,10 @@ class Store:
         verdict, detail = await self._record(keys=[self.keys.contacts(customer_id)], args=args)
         return verdict.decode(), detail.decode()
 
+    async def log_events(self, events: Sequence[Event]) -> None:
+        """Append events the API itself makes (served decisions) to their partitions."""
+        await self.append(events, (), "decide", 0)
+
     async def models_blob(self) -> bytes | None:
         """The published response models (`models.learning.encode_learner`), if any."""
         blob = await self.client.get(self.keys.models())

@@ -29,6 +29,7 @@ from config.settings import Settings
 from models import NudgeError
 from models.consent import CONSENT_EVENT, InvalidConsent, statements
 from models.events import (
+    DECISION,
     ORDER_COMPLETED,
     PRODUCT_ADDED,
     PRODUCT_REMOVED,
@@ -157,6 +158,8 @@ def step(
     >>> step(s, ev, p)[1]   # the same messageId again is ignored
     False
     """
+    if ev.type == DECISION:
+        return state or new_state(ev.customer_key, ev.timestamp), False  # for the learning loop
     ts = ev.timestamp
     if state is None:
         state = new_state(ev.customer_key, ts)

@@ -63,6 +63,7 @@ class Decision:
     explore: bool = False  # chosen by exploration, not as the best
     until_ms: int | None = None  # quiet hours: when they end
     content: dict[str, str] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)  # what the rules saw
     candidates: list[tuple[float, Message]] = field(default_factory=list)  # ranked
 
 
@@ -136,6 +137,7 @@ def decide(
         d.suppressed_by, d.reason = "frequency_cap", f"frequency cap reached ({cap})"
         return d
     feats = features(profile, now_ms, channel, ctx, _offset_min(tz, now_ms))
+    d.features = feats
     eligible = catalog.eligible(channel, feats, now_ms)
     if not eligible:
         d.suppressed_by, d.reason = "no_eligible_message", "no message's rule holds"

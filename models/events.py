@@ -12,7 +12,8 @@ from typing import Any, Final
 SEGMENT_TYPES: Final = ("track", "identify", "page", "screen", "alias", "group")
 # internal control events, written by nudge itself, never accepted from clients
 ERASE: Final = "erase"
-TYPES: Final = (*SEGMENT_TYPES, ERASE)
+DECISION: Final = "decision"  # a decision served by the API, logged for the learning loop
+TYPES: Final = (*SEGMENT_TYPES, ERASE, DECISION)  # append only: the codec stores the index
 
 # Segment e-commerce v2 names nudge understands; any other track name is kept and counted.
 PRODUCT_VIEWED: Final = "Product Viewed"
@@ -42,6 +43,26 @@ CHANNEL_ALIASES: Final = {
 def erase_marker(customer_id: str, message_id: str, now_ms: int) -> Event:
     """The event that tells the dataflow to forget a customer (GDPR/CCPA erasure)."""
     return Event(ERASE, message_id, now_ms, now_ms, "api", user_id=customer_id)
+
+
+def decision_event(
+    customer_id: str,
+    decision_id: str,
+    message_id: str,
+    channel: str,
+    score: float,
+    explore: bool,
+    now_ms: int,
+    vector: dict[str, float],
+) -> Event:
+    """A served decision, as the API logs it into the customer's stream partition: what the
+    learning loop joins with the responses (``properties.decision_id``) to label it."""
+    props = {
+        "decision_id": decision_id, "message_id": message_id, "score": score,
+        "explore": explore, "x": vector,
+    }  # fmt: skip
+    return Event(DECISION, decision_id, now_ms, now_ms, channel, user_id=customer_id,
+                 properties=props)  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -8,6 +8,8 @@ start-up.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
 import uuid
@@ -24,10 +26,21 @@ from config.catalog import CHANNELS, Catalog
 from models.consent import ConsentPolicy
 from models.customer import new_state, profile_params
 from models.decision import decide, render_for
+from models.events import decision_event
+from models.learning import vector
 from models.profile import decode_profile, iso, to_profile
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 _RNG = random.Random()  # exploration draws; seeded from the OS per process
+_PENDING: set[asyncio.Task[None]] = set()  # decision logs in flight (held against the GC)
+log = logging.getLogger(__name__)
+
+
+def _logged(task: asyncio.Task[None]) -> None:
+    _PENDING.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a served decision was not logged: %s", task.exception())
+
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Unknown channel"},
@@ -97,6 +110,13 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
                 message, profile, channel, now, context, (), policy.default_timezone
             )
             d.reason = f"next best: {d.reason}"
+    if message is not None:
+        # logged for the learning loop off the answer's path (one XADD, after the answer)
+        x = vector(d.features)
+        ev = decision_event(cid, decision_id, message.id, channel, d.score, d.explore, now, x)
+        task = asyncio.create_task(store.log_events([ev]))
+        _PENDING.add(task)
+        task.add_done_callback(_logged)
     # serialised straight to JSON (the shape of `DecisionOut`, which documents it): validating
     # our own output with pydantic on every decision would cost more than deciding
     out: dict[str, Any] = {

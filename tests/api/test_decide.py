@@ -23,6 +23,7 @@ from models.events import Event
 from models.keys import Keys
 from models.policy import in_holdout
 from models.profile import encode_profile
+from tests.api.test_ingest import stored
 from tests.conftest import API_KEY
 
 pytestmark = pytest.mark.integration
@@ -100,6 +101,14 @@ def test_a_cart_reminder_is_decided_and_recorded(
     assert d["customer_id"] == cid and d["explore"] is False and d["score"] > 0
     members = rclient.zrange(Keys(settings.key_prefix).contacts(cid), 0, -1)
     assert members == [f"web|cart_reminder|{d['decision_id']}".encode()]
+    # and logged into the customer's stream partition for the learning loop
+    deadline = time.monotonic() + 5
+    while not (logged := [e for e in stored(rclient, settings) if e.type == "decision"]):
+        assert time.monotonic() < deadline, "the decision was not logged"
+        time.sleep(0.02)
+    (ev,) = logged
+    assert ev.user_id == cid and ev.message_id == d["decision_id"]
+    assert ev.properties["message_id"] == "cart_reminder" and "cart_items" in ev.properties["x"]
     # the same customer again: the reminder cools down, the next message (or nothing)
     again = client.get("/v1/decide", params={"customer_id": cid, "channel": "web"},
                        headers=AUTH).json()  # fmt: skip

@@ -134,3 +134,15 @@ def test_exploration_takes_its_share_and_says_so() -> None:
     assert all("exploring" in d.reason for d in explored)
     assert all(d.message.id == "cart_reminder" for d in picks if not d.explore)  # type: ignore[union-attr]
     assert not decide(NO_HOLDOUT, p, "web", NOON).explore  # no rng: never explores
+
+
+def test_logged_decisions_do_not_count_as_customer_activity() -> None:
+    from models.codec import decode_event, encode_event
+    from models.events import decision_event
+
+    state = new_state("u1", NOON)
+    step(state, add(NOON), ProfileParams())
+    ev = decision_event("u1", "d1", "cart_reminder", "web", 2.4, False, NOON, {"cart_items": 0.1})
+    assert decode_event(encode_event(ev)) == ev  # it crosses the stream like any event
+    _, changed = step(state, ev, ProfileParams())
+    assert not changed and state.counts == {"Product Added": 1}
