@@ -1,0 +1,95 @@
+"""Labelled examples for the response models, from a customer's served decisions and what the
+customer did next (pure; meant to run in the dataflow, per customer, in event time).
+
+- A served decision (the API's ``decision`` event) waits for its outcome.
+- ``Message Clicked`` carrying its ``decision_id`` makes it a positive; ``Message Dismissed`` a
+  negative; ``Message Viewed`` only confirms the impression.
+- A conversion (``Order Completed``) within `attribution_ms` of a decision credits the latest
+  decision still waiting before it: a positive.
+- A decision with no outcome `timeout_ms` after it was served is a negative.
+
+Each decision yields exactly one example; later signals about it are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from models.events import DECISION, ORDER_COMPLETED, Event
+
+MESSAGE_CLICKED: Final = "Message Clicked"
+MESSAGE_DISMISSED: Final = "Message Dismissed"
+MESSAGE_VIEWED: Final = "Message Viewed"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackParams:
+    attribution_ms: int = 24 * 3600 * 1000
+    timeout_ms: int = 72 * 3600 * 1000
+    max_waiting: int = 16  # decisions a customer keeps waiting for an outcome, at most
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    decision_id: str
+    message_id: str
+    channel: str
+    x: dict[str, float]
+    y: bool
+    why: str  # clicked, dismissed, converted, timeout
+
+
+@dataclass(slots=True)
+class Waiting:
+    """Served decisions without an outcome yet, oldest first."""
+
+    decisions: list[list[Any]] = field(default_factory=list)  # [id, message, channel, at, x]
+    done: list[str] = field(default_factory=list)  # recent decision ids with an outcome
+
+
+def _label(w: Waiting, i: int, y: bool, why: str) -> Example:
+    did, mid, channel, _, x = w.decisions.pop(i)
+    w.done.append(did)
+    del w.done[:-64]
+    return Example(did, mid, channel, x, y, why)
+
+
+def observe(w: Waiting, ev: Event, params: FeedbackParams) -> list[Example]:
+    """Fold one event of the customer in; the examples it completes (timeouts included)."""
+    out = expire(w, ev.timestamp, params)
+    if ev.type == DECISION:
+        p = ev.properties
+        did = p["decision_id"]
+        if did in w.done or any(d[0] == did for d in w.decisions):
+            return out  # the same decision logged twice
+        w.decisions.append([did, p["message_id"], ev.channel, ev.timestamp, p.get("x", {})])
+        if len(w.decisions) > params.max_waiting:
+            out.append(_label(w, 0, False, "timeout"))  # the oldest gives up its place
+        return out
+    if ev.type != "track":
+        return out
+    name = ev.event
+    if name in (MESSAGE_CLICKED, MESSAGE_DISMISSED):
+        did = ev.properties.get("decision_id")
+        for i, d in enumerate(w.decisions):
+            if d[0] == did:
+                clicked = name == MESSAGE_CLICKED
+                out.append(_label(w, i, clicked, "clicked" if clicked else "dismissed"))
+                break
+    elif name == ORDER_COMPLETED:
+        t = ev.timestamp
+        for i in range(len(w.decisions) - 1, -1, -1):
+            at = w.decisions[i][3]
+            if at <= t <= at + params.attribution_ms:
+                out.append(_label(w, i, True, "converted"))
+                break
+    return out
+
+
+def expire(w: Waiting, now_ms: int, params: FeedbackParams) -> list[Example]:
+    """Negatives for the decisions whose timeout has passed by `now_ms` (event time)."""
+    out: list[Example] = []
+    while w.decisions and w.decisions[0][3] + params.timeout_ms < now_ms:
+        out.append(_label(w, 0, False, "timeout"))
+    return out

@@ -1,0 +1,72 @@
+"""Labelled examples from served decisions and what the customer did next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.events import Event, decision_event
+from models.feedback import FeedbackParams, Waiting, expire, observe
+
+H = 3_600_000
+P = FeedbackParams(attribution_ms=24 * H, timeout_ms=72 * H)
+
+
+def served(did: str, mid: str, t: int) -> Event:
+    return decision_event("u1", did, mid, "email", 1.0, False, t, {"cart_items": 0.1})
+
+
+def track(name: str, t: int, **props: Any) -> Event:
+    return Event("track", f"{name}{t}", t, t, "email", user_id="u1", event=name, properties=props)
+
+
+def run(*evs: Event) -> list[tuple[str, bool, str]]:
+    w = Waiting()
+    out = []
+    for ev in evs:
+        out += [(e.decision_id, e.y, e.why) for e in observe(w, ev, P)]
+    return out
+
+
+def test_clicks_dismissals_and_views() -> None:
+    out = run(served("d1", "m", 0), track("Message Viewed", H, decision_id="d1"),
+              track("Message Clicked", 2 * H, decision_id="d1"))  # fmt: skip
+    assert out == [("d1", True, "clicked")]
+    assert run(served("d1", "m", 0), track("Message Dismissed", H, decision_id="d1")) == [
+        ("d1", False, "dismissed")
+    ]
+
+
+def test_a_conversion_credits_the_latest_waiting_decision_in_its_window() -> None:
+    out = run(served("d1", "a", 0), served("d2", "b", H), track("Order Completed", 2 * H))
+    assert out == [("d2", True, "converted")]
+    # an order after the attribution window credits nothing
+    assert run(served("d1", "a", 0), track("Order Completed", 30 * H)) == []
+
+
+def test_no_outcome_by_the_timeout_is_a_negative() -> None:
+    out = run(served("d1", "a", 0), track("Product Viewed", 73 * H))
+    assert out == [("d1", False, "timeout")]
+    w = Waiting()
+    observe(w, served("d2", "a", 0), P)
+    assert [e.why for e in expire(w, 80 * H, P)] == ["timeout"]
+
+
+def test_one_example_per_decision() -> None:
+    out = run(served("d1", "a", 0), served("d1", "a", 0),  # logged twice
+              track("Message Clicked", H, decision_id="d1"),
+              track("Message Clicked", H + 1, decision_id="d1"),
+              track("Order Completed", 2 * H))  # fmt: skip
+    assert out == [("d1", True, "clicked")]
+
+
+def test_the_waiting_list_is_bounded() -> None:
+    w = Waiting()
+    out = []
+    for i in range(20):
+        out += observe(w, served(f"d{i}", "a", i), P)
+    assert len(w.decisions) == P.max_waiting and [e.decision_id for e in out] == [
+        "d0",
+        "d1",
+        "d2",
+        "d3",
+    ]
