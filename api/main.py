@@ -31,17 +31,23 @@ def use_learner(app: FastAPI, learner: Learner) -> None:
     app.state.propensity = scorer(learner)
 
 
-async def _refresh_models(app: FastAPI, store: Store, every_s: float) -> None:
-    """Poll the published response models; swap them in when they change (a bad blob is
-    logged and the models in use are kept)."""
-    last: bytes | None = None
+async def _refresh_models(app: FastAPI, store: Store, arms: list[str], every_s: float) -> None:
+    """Poll the response models the dataflow publishes (one key per arm of the catalog); swap
+    in a new `Learner` when any changed (a bad blob is logged, the others are used)."""
+    last: dict[str, bytes] = {}
     while True:
         try:
-            blob = await store.models_blob()
-            if blob and blob != last:
-                use_learner(app, decode_learner(blob))
-                last = blob
-        except (RedisError, LearnerError) as exc:
+            blobs = await store.model_blobs(arms)
+            if blobs != last:
+                learner = Learner()
+                for arm, blob in blobs.items():
+                    try:
+                        learner.arms.update(decode_learner(blob).arms)
+                    except LearnerError as exc:
+                        log.warning("response model %s not loaded: %s", arm, exc)
+                use_learner(app, learner)
+                last = blobs
+        except RedisError as exc:
             log.warning("response models not reloaded: %s", exc)
         await asyncio.sleep(every_s)
 
@@ -76,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await client.aclose()
             raise ConfigError(problem)
         app.state.store = store
-        refresher = asyncio.create_task(_refresh_models(app, store, settings.model_refresh_s))
+        arms = [Learner.key(m.id, ch) for m in catalog.messages for ch in m.channels]
+        refresher = asyncio.create_task(_refresh_models(app, store, arms, settings.model_refresh_s))
         try:
             yield
         finally:

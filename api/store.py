@@ -176,11 +176,13 @@ class Store:
         """Append events the API itself makes (served decisions) to their partitions."""
         await self.append(events, (), "decide", 0)
 
-    async def models_blob(self) -> bytes | None:
-        """The published response models (`models.learning.encode_learner`), if any."""
-        blob = await self.client.get(self.keys.models())
-        assert blob is None or isinstance(blob, bytes)
-        return blob
+    async def model_blobs(self, arms: Sequence[str]) -> dict[str, bytes]:
+        """The published response models of `arms` (one key each: `Keys.model`)."""
+        pipe = self.client.pipeline(transaction=False)
+        for arm in arms:
+            pipe.get(self.keys.model(arm))
+        blobs = await pipe.execute()
+        return {arm: b for arm, b in zip(arms, blobs, strict=True) if isinstance(b, bytes)}
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

@@ -20,7 +20,8 @@ from config import Settings, get_settings
 from config.runtime import tune_gc
 from dataflows.redis_io import RedisProfileSink, RedisStreamSource, client_factory
 from models.customer import ProfileParams, new_state, profile_params, step
-from models.events import ERASE, Event
+from models.events import DECISION, ERASE, Event
+from models.feedback import Example
 from models.identity import (
     ANON,
     USER,
@@ -35,6 +36,7 @@ from models.identity import (
     key_of,
 )
 from models.keys import Keys
+from models.learning import Learner, decode_learner, encode_learner
 from models.profile import encode_profile
 
 ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
@@ -44,6 +46,9 @@ PROFILE = 0  # (PROFILE, blob or ERASED, None)
 LINK = 1  # (LINK, id, canonical id or "" to delete the link)
 SEND = 2  # (SEND, Control, None): a control record to append to the log
 NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
+LEARN = 4  # (LEARN, models.feedback.Example, None): to the "learn" step, never to the sink
+MODEL = 5  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
+_SLOW = frozenset({ERASE, DECISION})
 Output = tuple[int, Any, Any]
 
 
@@ -103,8 +108,8 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
             pp = self.params
             check = self.ip.enabled
             for ev in values:
-                if type(ev) is not Event or ev.type == ERASE:
-                    break
+                if type(ev) is not Event or ev.type in _SLOW or (node is not None and node.waiting):
+                    break  # erasure, a served decision, or a customer awaiting an outcome
                 if node is None:
                     key = ev.customer_key  # a plain event is keyed by its own id
                     node = self.node = Node(key, USER if ev.user_id == key else ANON)
@@ -156,6 +161,9 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         if out.notes:
             emit.extend([(NOTE, note, None) for note in out.notes])
             out.notes = []
+        if out.examples:
+            emit.extend([(LEARN, ex, None) for ex in out.examples])
+            out.examples = []
         if node is None:
             return emit, StatefulBatchLogic.DISCARD
         if changed and node.customer is not None and node.target is None:
@@ -167,6 +175,31 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
             assert self.node is not None
             self._snapshot = encode_node(self.node)
         return self._snapshot
+
+
+class ArmLogic(StatefulBatchLogic[Example, Output, bytes]):
+    """Trains one (message, channel) arm's response model on its labelled decisions and
+    publishes it after every batch (`models.learning`; msgpack snapshots, no pickle)."""
+
+    def __init__(self, resume: bytes | None) -> None:
+        self.learner = decode_learner(resume) if resume else Learner()
+        self._blob = resume
+
+    def on_batch(self, values: list[Example]) -> tuple[list[Output], bool]:
+        learner = self.learner
+        for ex in values:
+            learner.learn(ex.message_id, ex.channel, ex.x, ex.y)
+        self._blob = encode_learner(learner)
+        return [(MODEL, self._blob, None)], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        assert self._blob is not None
+        return self._blob
+
+
+def _by_arm(item: tuple[str, Output]) -> tuple[str, Example]:
+    ex: Example = item[1][1]
+    return Learner.key(ex.message_id, ex.channel), ex
 
 
 def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource:
@@ -228,7 +261,11 @@ def build_flow(
         keyed,
         lambda resume: CustomerLogic(params, ip, resume, recovery, prior),
     )  # (id, Output)
-    op.output("write_profiles", outputs, sink)
+    # labelled decisions go on to the learners, one per (message, channel) arm
+    split = op.branch("split_examples", outputs, lambda kv: kv[1][0] != LEARN)
+    examples = op.map("key_by_arm", split.falses, _by_arm)  # (arm, Example)
+    models = op.stateful_batch("learn", examples, ArmLogic)  # (arm, (MODEL, blob, None))
+    op.output("write_profiles", op.merge("writes", split.trues, models), sink)
     return flow
 
 

@@ -265,6 +265,8 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, tuple[int, Any, Any]]]
                 latest[profile(key)] = a
             elif tag == 1:  # LINK: id -> canonical id, or "" to delete
                 latest[link(a)] = b
+            elif tag == 5:  # MODEL: an arm's response model, keyed by the arm
+                latest[self._keys.model(key)] = a
             elif tag == 2:  # SEND: a control record for the id `a.to`
                 sends.setdefault(partition_for(a.to, self._partitions), []).append(a)
             else:  # NOTE

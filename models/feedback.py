@@ -93,3 +93,16 @@ def expire(w: Waiting, now_ms: int, params: FeedbackParams) -> list[Example]:
     while w.decisions and w.decisions[0][3] + params.timeout_ms < now_ms:
         out.append(_label(w, 0, False, "timeout"))
     return out
+
+
+def watch(
+    w: Waiting | None, ev: Event, params: FeedbackParams
+) -> tuple[Waiting | None, list[Example]]:
+    """`observe` for callers that keep no `Waiting` until a decision is served (most
+    customers never get one): returns the `Waiting` to keep (None once it is empty)."""
+    if w is None:
+        if ev.type != DECISION:
+            return None, []
+        w = Waiting()
+    examples = observe(w, ev, params)
+    return (w if w.decisions else None), examples

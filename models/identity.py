@@ -48,7 +48,8 @@ from models.customer import (
     state_to_row,
     step,
 )
-from models.events import ERASE, Event
+from models.events import DECISION, ERASE, Event
+from models.feedback import Example, FeedbackParams, Waiting, watch
 
 NODE_VERSION: Final = 1
 CONTROL_VERSION: Final = 1
@@ -217,6 +218,7 @@ class Node:
     # open link requests -> ids reserved for what they may bring (the runaway limit counts them)
     pending: dict[str, int] = field(default_factory=dict)
     held: list[Event] = NONE  # events held until `pending` empties
+    waiting: Waiting | None = None  # served decisions awaiting their outcome (`models.feedback`)
 
 
 @dataclass(slots=True)
@@ -229,6 +231,7 @@ class Outbox:
     links: dict[str, str] = field(default_factory=dict)  # id -> canonical id ("" = delete)
     sends: list[Control] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # refusals, for logs and metrics
+    examples: list[Example] = field(default_factory=list)  # labelled decisions, for learning
 
 
 def encode_node(n: Node) -> bytes:
@@ -245,6 +248,7 @@ def encode_node(n: Node) -> bytes:
         n.target is None
         and n.customer is not None
         and not (n.ids or n.asked or n.pending or n.held)
+        and n.waiting is None
     ):
         return _KIND_BYTE[n.kind] + encode_state(n.customer)
     return _packer.pack(
@@ -258,6 +262,7 @@ def encode_node(n: Node) -> bytes:
             n.asked,
             n.pending,
             [event_to_row(e) for e in n.held],
+            [n.waiting.decisions, n.waiting.done] if n.waiting is not None else None,
         ]
     )
 
@@ -269,7 +274,8 @@ def decode_node(data: bytes) -> Node:
     row = msgpack.unpackb(data, raw=False, strict_map_key=False)
     if not isinstance(row, list) or not row or row[0] != NODE_VERSION:
         raise IdentityError(f"unknown identity node version {row[0] if row else None!r}")
-    _, key, kind, state, target, ids, asked, pending, held = row
+    _, key, kind, state, target, ids, asked, pending, held, *rest = row
+    waiting = Waiting(*rest[0]) if rest and rest[0] is not None else None
     return Node(
         key,
         kind,
@@ -279,6 +285,7 @@ def decode_node(data: bytes) -> Node:
         asked or NONE,
         pending,
         [row_to_event(r) for r in held] if held else NONE,
+        waiting,
     )
 
 
@@ -295,15 +302,21 @@ class Stitcher:
     or its data would be merged into two customers.
     """
 
-    __slots__ = ("ip", "key", "pp", "prior")
+    __slots__ = ("fp", "ip", "key", "pp", "prior")
 
     def __init__(
-        self, key: str, ip: IdentityParams, pp: ProfileParams, prior: Lookup | None = None
+        self,
+        key: str,
+        ip: IdentityParams,
+        pp: ProfileParams,
+        prior: Lookup | None = None,
+        fp: FeedbackParams | None = None,
     ) -> None:
         self.key = key
         self.ip = ip
         self.pp = pp
         self.prior = prior
+        self.fp = fp or FeedbackParams()
 
     def apply(self, node: Node | None, items: list[Event | Control], out: Outbox) -> Node | None:
         """Fold a batch of items into `node`; effects go to `out`. Returns the new node (None
@@ -357,6 +370,10 @@ class Stitcher:
         if customer is None:
             customer = node.customer = new_state(self.key, ev.timestamp)
         _, changed = step(customer, ev, self.pp)
+        if node.waiting is not None or ev.type == DECISION:
+            node.waiting, examples = watch(node.waiting, ev, self.fp)
+            out.examples += examples
+            out.touched = True
         if not changed:
             return  # a duplicate: it linked whatever it links the first time
         out.profile_changed = True

@@ -77,10 +77,14 @@ class Keys:
         """
         return f"{self.base}:c:{{{customer_id}}}:contacts"
 
-    def models(self) -> str:
-        """String key: the response models (`models.learning.encode_learner`), published by
-        the dataflow, polled by the API."""
-        return f"{self.base}:models"
+    def model(self, arm: str) -> str:
+        """String key: one (message, channel) arm's response model
+        (`models.learning.encode_learner`), published by the dataflow, polled by the API.
+
+        >>> Keys().model("cart_reminder|email")
+        'nudge:v1:model:{cart_reminder|email}'
+        """
+        return f"{self.base}:model:{{{arm}}}"
 
     def stats(self) -> str:
         """Hash of deployment-wide counters (``identity_merges_refused``)."""

@@ -241,7 +241,10 @@ def test_published_models_change_the_decision(rclient: redis.Redis, settings: Se
         for i in range(400):
             learner.learn("checkout_help", "web", x, i % 2 == 0)
             learner.learn("cart_reminder", "web", x, False)
-        rclient.set(keys.models(), encode_learner(learner))
+        for arm, model in learner.arms.items():  # the dataflow publishes one key per arm
+            one = Learner(min_examples=50, lr=0.5)
+            one.arms[arm] = model
+            rclient.set(keys.model(arm), encode_learner(one))
         time.sleep(0.5)  # a few refreshes
         second = client.get("/v1/decide", params=params, headers=AUTH).json()
     assert second["message"]["id"] == "checkout_help", second

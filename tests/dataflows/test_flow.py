@@ -125,3 +125,31 @@ def test_erase_marker_drops_the_state_and_late_events_start_afresh() -> None:
         assert final.recent == ["q", "p"]
         u2 = next(b for c, b in profile_blobs(out) if c == "u2")
         assert decode_profile(u2).counts == {"Product Viewed": 1}
+
+
+def test_served_decisions_and_their_outcomes_train_the_arm_models() -> None:
+    from dataflows.flow import MODEL
+    from models.events import decision_event
+    from models.learning import decode_learner
+
+    t = 1_700_000_000_000
+    items: list[Event] = []
+    for i in range(6):
+        cid = f"c{i}"
+        items.append(decision_event(cid, f"d{i}", "cart_reminder", "email", 1.0, False,
+                                    t + i, {"cart_items": 0.1 * i}))  # fmt: skip
+        outcome = "Message Clicked" if i % 2 else "Message Dismissed"
+        items.append(Event("track", f"r{i}", t + 60_000 + i, NOW, "email", user_id=cid,
+                           event=outcome, properties={"decision_id": f"d{i}"}))  # fmt: skip
+    out: list[tuple[str, Output]] = []
+    flow = build_flow(Settings(), TestingSource([(e.customer_key, e) for e in items], 4),
+                      TestingSink(out))  # fmt: skip
+    run_main(flow)
+    models = [(k, v[1]) for k, v in out if v[0] == MODEL]
+    assert models and {k for k, _ in models} == {"cart_reminder|email"}
+    arm = decode_learner(models[-1][1]).arms["cart_reminder|email"]
+    assert arm.n == 6 and arm.positives == 3
+    # the decisions themselves are not customer activity
+    assert all(decode_profile(b).counts == {"Message Clicked": 1} or
+               decode_profile(b).counts == {"Message Dismissed": 1}
+               for _, b in profile_blobs(out))  # fmt: skip
