@@ -204,3 +204,44 @@ def test_two_workers_and_a_sigkill_give_the_customers_of_one(
     assert one_links == two_links
     assert sum(v is not None for v in one_links.values()) > 50
     assert one_profiles == two_profiles
+
+
+def test_decisions_and_clicks_train_the_models_the_api_uses(
+    settings: Settings, rclient: redis.Redis, tmp_path: Path
+) -> None:
+    """The learning loop end to end: decide → the decision is logged to the stream → the
+    customer clicks → the dataflow labels and trains → the API reloads the arm's model."""
+    from models.learning import decode_learner
+
+    text = (Path(__file__).parents[2] / "config" / "catalog.toml").read_text()
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(text.replace("exploration = 0.05", "exploration = 0.0").replace(
+        "holdout_share = 0.05", "holdout_share = 0.0"))  # fmt: skip
+    settings = settings.model_copy(update={"catalog": catalog, "model_refresh_s": 0.1})
+    keys = Keys(settings.key_prefix)
+    df = Dataflow(settings).start()
+    try:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 7200))
+        cart = {"type": "track", "userId": "learner-1", "event": "Product Added",
+                "messageId": "la1", "timestamp": stamp,
+                "properties": {"product_id": "p1", "price": 30.0, "quantity": 1}}  # fmt: skip
+        assert ingest(settings, [{"batch": [cart]}]) == 1
+        with TestClient(create_app(settings)) as api:
+            wait_until(lambda: api.get("/v1/customers/learner-1", headers=AUTH).status_code == 200)
+            d = api.get("/v1/decide", params={"customer_id": "learner-1", "channel": "web"},
+                        headers=AUTH).json()  # fmt: skip
+            assert d["message"]["id"] == "cart_reminder"
+            click = {"type": "track", "userId": "learner-1", "event": "Message Clicked",
+                     "messageId": "lc1",
+                     "properties": {"decision_id": d["decision_id"]}}  # fmt: skip
+            assert ingest(settings, [{"batch": [click]}]) == 1
+            arm = "cart_reminder|web"
+            wait_until(lambda: rclient.get(keys.model(arm)) is not None)
+            blob = rclient.get(keys.model(arm))
+            assert isinstance(blob, bytes)
+            model = decode_learner(blob).arms[arm]
+            assert (model.n, model.positives) == (1, 1)
+            wait_until(lambda: arm in api.app.state.learner.arms)  # type: ignore[attr-defined]
+    finally:
+        df.stop()
