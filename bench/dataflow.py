@@ -79,6 +79,24 @@ class Workload:
     datasets: list[tuple[str, int]] = field(default_factory=list)
 
 
+def lay_out(
+    events: list[Event], partitions: int, request_events: int
+) -> tuple[list[tuple[int, bytes]], dict[int, int]]:
+    """The events as stream entries, as `api.store.Store.append` writes them: requests of
+    `request_events` calls, one entry per partition per request. Returns the entries, in XADD
+    order, and the events per partition."""
+    entries: list[tuple[int, bytes]] = []
+    per_partition = dict.fromkeys(range(partitions), 0)
+    for start in range(0, len(events), request_events):
+        by_part: dict[int, list[Event]] = {}
+        for ev in events[start : start + request_events]:
+            by_part.setdefault(partition_for(ev.customer_key, partitions), []).append(ev)
+        for part, evs in by_part.items():
+            entries.append((part, encode_entry(evs)))
+            per_partition[part] += len(evs)
+    return entries, per_partition
+
+
 def build_workload(paths: list[Path], partitions: int, request_events: int) -> Workload:
     """Normalise every call as the API does and cut the replay into requests of
     `request_events` calls, each request giving one entry per partition (as `Store.append`)."""
@@ -91,15 +109,7 @@ def build_workload(paths: list[Path], partitions: int, request_events: int) -> W
         for _, call in read_calls(path):
             events.append(normalize(call, received_at=now, new_id=lambda: f"g{next(counter)}"))
         datasets.append((path.parent.name, len(events) - before))
-    entries: list[tuple[int, bytes]] = []
-    per_partition = dict.fromkeys(range(partitions), 0)
-    for start in range(0, len(events), request_events):
-        by_part: dict[int, list[Event]] = {}
-        for ev in events[start : start + request_events]:
-            by_part.setdefault(partition_for(ev.customer_key, partitions), []).append(ev)
-        for part, evs in by_part.items():
-            entries.append((part, encode_entry(evs)))
-            per_partition[part] += len(evs)
+    entries, per_partition = lay_out(events, partitions, request_events)
     return Workload(
         entries=entries,
         per_partition=per_partition,

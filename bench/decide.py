@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import orjson
 import redis
 
 from bench.decide_app import bare_key
+from bench.ingest import start_api, stop
 from bench.machine import REES46, data_path, header, table
 from cli.datasets import read_calls
 from cli.embedded import RedisServer, free_port
@@ -77,25 +77,13 @@ def seed(client: redis.Redis, keys: Keys, limit: int) -> list[str]:
     return ids
 
 
-def start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    cmd = [
+def api_command(port: int) -> list[str]:
+    """The API of `nudge api` plus the baseline route, as `nudge api` serves it."""
+    return [
         sys.executable, "-m", "uvicorn", "bench.decide_app:create", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the API exited at start with code {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the API did not answer within 30 s")
 
 
 def load(port: int, paths: list[str], rate: float, duration: float) -> dict[str, Any]:
@@ -148,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 **os.environ, "NUDGE_REDIS_URL": server.url, "NUDGE_API_KEYS": API_KEY,
                 "NUDGE_WRITE_KEYS": "bench-write", "NUDGE_ADMIN_KEYS": "bench-admin",
             }  # fmt: skip
-            api = start_api(env, port)
+            api = start_api(env, port, api_command(port))
             print(f"api       one uvicorn worker (uvloop, httptools), pid {api.pid}, port {port}")
             print(f"load      bench.openloop in another process, {CONNECTIONS} connections, "
                   f"1 s warm-up + {args.duration:g} s measured per run, channel web")  # fmt: skip
@@ -173,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
         finally:
             if api is not None:
-                api.terminate()
-                api.wait(10)
+                stop(api)
             server.stop()
     print()
     print(table(rows, ["endpoint", "offered/s", "done/s", "p50 ms", "p99 ms", "p99.9 ms",

@@ -41,16 +41,15 @@ import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import run_main
 
-from bench.dataflow import Workload, preload
+from bench.dataflow import Workload, lay_out, preload
 from bench.machine import REES46, TAOBAO, CpuWindow, data_path, header, table
 from cli.datasets import LOGIN_EVENTS, read_calls, with_late_logins
 from cli.embedded import RedisServer
 from config import Settings
 from config.runtime import tune_gc
 from dataflows.flow import build_flow, redis_source
-from models.codec import encode_entry
 from models.events import Event
-from models.keys import Keys, partition_for
+from models.keys import Keys
 from models.profile import decode_profile
 from models.segment import normalize
 
@@ -89,15 +88,7 @@ def build(partitions: int, request_events: int, every: bool) -> tuple[Workload, 
             parent[find(other)] = head
     groups = len({find(i) for i in parent})
     seen = {e.message_id for e in events}
-    entries: list[tuple[int, bytes]] = []
-    per_partition = dict.fromkeys(range(partitions), 0)
-    for start in range(0, len(events), request_events):
-        by_part: dict[int, list[Event]] = {}
-        for ev in events[start : start + request_events]:
-            by_part.setdefault(partition_for(ev.customer_key, partitions), []).append(ev)
-        for part, evs in by_part.items():
-            entries.append((part, encode_entry(evs)))
-            per_partition[part] += len(evs)
+    entries, per_partition = lay_out(events, partitions, request_events)
     keyed = {e.customer_key for e in events}
     work = Workload(
         entries, per_partition, len(events), groups, len(seen),

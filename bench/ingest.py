@@ -91,8 +91,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # --- the API process -----------------------------------------------------------------------
 
 
-def start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "cli.main", "api", "--host", "127.0.0.1", "--port", str(port)]
+def start_api(
+    env: dict[str, str], port: int, cmd: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`nudge api` (or `cmd`) on 127.0.0.1:`port`, once it answers `/readyz`."""
+    if cmd is None:
+        cmd = [sys.executable, "-m", "cli.main", "api", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -89,7 +89,7 @@ def build_templates(cfg: LoadConfig) -> list[Template]:
     return templates
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
@@ -133,7 +133,7 @@ async def _connection(
             writer.write(head % len(body))
             writer.write(body)
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                status, payload = await _read_response(reader)
+                status, payload = await read_response(reader)
             done = time.monotonic()
             result.requests += 1
             result.events_sent += tpl.events

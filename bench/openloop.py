@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 import orjson
 import uvloop
 
+from bench.loadgen import read_response
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -42,18 +44,6 @@ class Result:
     late_ms: list[float] = field(default_factory=list)  # start - schedule, measured requests
     measured_s: float = 0.0
     cpu_s: float = 0.0
-
-
-async def _read(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)
 
 
 async def run(plan: Plan) -> Result:
@@ -84,7 +74,7 @@ async def run(plan: Plan) -> Result:
                     await asyncio.sleep(delay)
                 sent = time.monotonic()
                 writer.write(heads[i % len(heads)])
-                status, body = await _read(reader)
+                status, body = await read_response(reader)
                 done = time.monotonic()
                 res.sent += 1
                 if status != 200:

@@ -37,8 +37,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cel
 
+from config.channels import CHANNELS, OUTBOUND
+
 DEFAULT_CATALOG: Final = Path(__file__).with_name("catalog.toml")
-CHANNELS: Final = ("web", "app", "email", "sms", "push", "store", "call")
 # what a rule may read: the top-level names of `models.features.features` (kept in step by a
 # test); and what a template may say
 RULE_VARIABLES: Final = frozenset(
@@ -60,7 +61,6 @@ _FIELDS: Final = frozenset(
 )  # fmt: skip
 
 
-OUTBOUND: Final = ("email", "sms", "push", "call")
 DAY_S: Final = 86_400
 WEEK_S: Final = 7 * DAY_S
 _WINDOWS: Final = {"day": DAY_S, "week": WEEK_S}
@@ -151,9 +151,6 @@ class Catalog:
             msgs = tuple(m for m in self.messages if ch in m.channels)
             needed = frozenset(v for m in msgs for v in m.rule.variables())
             self._by_channel[ch] = (msgs, needed)
-
-    def for_channel(self, channel: str) -> list[Message]:
-        return list(self._by_channel.get(channel, ((), frozenset()))[0])
 
     def eligible(self, channel: str, features: Mapping[str, Any], now_ms: int) -> list[Message]:
         """The messages valid now on `channel` whose rule holds for `features`.

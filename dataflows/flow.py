@@ -18,7 +18,19 @@ from bytewax.outputs import Sink
 
 from config import Settings, get_settings
 from config.runtime import tune_gc
-from dataflows.redis_io import RedisProfileSink, RedisStreamSource, client_factory
+from dataflows.redis_io import (
+    ERASED,
+    LEARN,
+    LINK,
+    MODEL,
+    NOTE,
+    PROFILE,
+    SEND,
+    Output,
+    RedisProfileSink,
+    RedisStreamSource,
+    client_factory,
+)
 from models.customer import ProfileParams, new_state, profile_params, step
 from models.events import DECISION, ERASE, Event
 from models.feedback import Example
@@ -34,22 +46,13 @@ from models.identity import (
     decode_node,
     encode_node,
     key_of,
+    knows_every_id,
 )
 from models.keys import Keys
 from models.learning import Learner, decode_learner, encode_learner
 from models.profile import encode_profile
 
-ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
-
-# What `update_customer` emits, keyed by the id it ran for: (tag, a, b)
-PROFILE = 0  # (PROFILE, blob or ERASED, None)
-LINK = 1  # (LINK, id, canonical id or "" to delete the link)
-SEND = 2  # (SEND, Control, None): a control record to append to the log
-NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
-LEARN = 4  # (LEARN, models.feedback.Example, None): to the "learn" step, never to the sink
-MODEL = 5  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
 _SLOW = frozenset({ERASE, DECISION})
-Output = tuple[int, Any, Any]
 
 
 class _Local(threading.local):
@@ -113,15 +116,8 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
                 if node is None:
                     key = ev.customer_key  # a plain event is keyed by its own id
                     node = self.node = Node(key, USER if ev.user_id == key else ANON)
-                if check:
-                    key, ids = node.key, node.ids
-                    uid, anon = ev.user_id, ev.anonymous_id
-                    if (
-                        ev.previous_id is not None
-                        or (uid is not None and uid != key and uid not in ids)
-                        or (anon is not None and anon != key and anon not in ids)
-                    ):
-                        break
+                if check and not knows_every_id(node, ev):
+                    break
                 customer = node.customer
                 if customer is None:
                     customer = node.customer = new_state(node.key, ev.timestamp)

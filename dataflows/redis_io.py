@@ -76,6 +76,16 @@ def check_layout(client: redis.Redis, keys: Keys, partitions: int) -> None:
 
 Keyed = tuple[str, Event | Control]
 
+# What the dataflow's steps emit, keyed by an id (or an arm), and the sink writes: (tag, a, b)
+PROFILE = 0  # (PROFILE, blob or ERASED, None)
+LINK = 1  # (LINK, id, canonical id or "" to delete the link)
+SEND = 2  # (SEND, Control, None): a control record to append to the log
+NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
+LEARN = 4  # (LEARN, models.feedback.Example, None): to the "learn" step, never to the sink
+MODEL = 5  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
+Output = tuple[int, Any, Any]
+ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
+
 
 class _StreamPartition(StatefulSourcePartition[Keyed, str]):
     """Reads one stream partition with non-blocking XREAD; resume state is the last id.
@@ -240,34 +250,29 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
         )
 
 
-class _ProfilePartition(StatelessSinkPartition[tuple[str, tuple[int, Any, Any]]]):
+class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
     def __init__(self, client: redis.Redis, keys: Keys, partitions: int) -> None:
         self._r = client
         self._keys = keys
         self._streams = keys.all_events(partitions)
         self._partitions = partitions
 
-    def write_batch(self, items: list[tuple[str, tuple[int, Any, Any]]]) -> None:
+    def write_batch(self, items: list[tuple[str, Output]]) -> None:
         # Everything of a batch in one round trip. Several updates of one key in a batch: the
         # last one wins. MSET costs ~1 us a key against ~5 us for a pipelined SET per key
         # (redis-py's per-command cost); chunks keep each command short so Redis never stalls.
         profile, link = self._keys.profile, self._keys.link
-        if all(out[0] == 0 for _, out in items):  # only profiles (most batches): one MSET
-            only: dict[str, bytes] = {profile(key): out[1] for key, out in items}
-            if 0 < len(only) <= MSET_CHUNK and all(only.values()):
-                self._r.mset(only)
-                return
         latest: dict[str, bytes | str] = {}
         sends: dict[int, list[Control]] = {}
         notes = 0
         for key, (tag, a, b) in items:
-            if tag == 0:  # PROFILE: the blob, or b"" to delete
+            if tag == PROFILE:  # the blob, or ERASED to delete
                 latest[profile(key)] = a
-            elif tag == 1:  # LINK: id -> canonical id, or "" to delete
+            elif tag == LINK:  # id -> canonical id, or "" to delete
                 latest[link(a)] = b
-            elif tag == 5:  # MODEL: an arm's response model, keyed by the arm
+            elif tag == MODEL:  # an arm's response model, keyed by the arm
                 latest[self._keys.model(key)] = a
-            elif tag == 2:  # SEND: a control record for the id `a.to`
+            elif tag == SEND:  # a control record for the id `a.to`
                 sends.setdefault(partition_for(a.to, self._partitions), []).append(a)
             else:  # NOTE
                 log.warning("%s", a)
@@ -302,7 +307,7 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, tuple[int, Any, Any]]]
         self._r.close()
 
 
-class RedisProfileSink(DynamicSink[tuple[str, tuple[int, Any, Any]]]):
+class RedisProfileSink(DynamicSink[tuple[str, Output]]):
     """Writes a batch's profiles and identity links, and appends its control records to the
     event streams, in one pipelined round trip (idempotent: see `models.identity`)."""
 

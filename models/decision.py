@@ -28,7 +28,8 @@ from datetime import UTC, datetime, tzinfo
 from random import Random
 from typing import Any, Final
 
-from config.catalog import OUTBOUND, Catalog, ContactPolicy, Message
+from config.catalog import Catalog, ContactPolicy, Message
+from config.channels import OUTBOUND
 from models.consent import ConsentPolicy
 from models.features import features, placeholders
 from models.policy import in_holdout, quiet_until, zone
@@ -165,24 +166,15 @@ def decide(
         f"{why} of {len(fresh)} eligible: propensity "
         f"{propensity(best.id, channel, feats):.3f} * value {best.value:g} * lever {best.lever:g}"
     )
-    d.content = best.render(channel, placeholders(profile, feats, suggestions))
+    d.content = render(best, profile, d, suggestions)
     return d
 
 
-def render_for(
-    message: Message,
-    profile: Profile,
-    channel: str,
-    now_ms: int,
-    context: Mapping[str, Any] | None = None,
-    suggestions: Sequence[str] = (),
-    default_timezone: str = "UTC",
+def render(
+    message: Message, profile: Profile, d: Decision, suggestions: Sequence[str] = ()
 ) -> dict[str, str]:
-    """`message`'s content for `channel`, filled from the profile as `decide` would."""
-    ctx = context or {}
-    tz = zone(ctx.get("timezone") or profile.traits.get("timezone"), default_timezone)
-    feats = features(profile, now_ms, channel, ctx, _offset_min(tz, now_ms))
-    return message.render(channel, placeholders(profile, feats, suggestions))
+    """`message`'s content for the decision's channel, filled from what its rules saw."""
+    return message.render(d.channel, placeholders(profile, d.features, suggestions))
 
 
 def _offset_min(tz: tzinfo, now_ms: int) -> int:

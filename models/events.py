@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from config.channels import CHANNELS as CHANNELS  # re-exported: the known channels
+
 SEGMENT_TYPES: Final = ("track", "identify", "page", "screen", "alias", "group")
 # internal control events, written by nudge itself, never accepted from clients
 ERASE: Final = "erase"
@@ -23,7 +25,6 @@ CART_VIEWED: Final = "Cart Viewed"
 CHECKOUT_STARTED: Final = "Checkout Started"
 ORDER_COMPLETED: Final = "Order Completed"
 
-CHANNELS: Final = ("web", "app", "email", "sms", "push", "store", "call")
 CHANNEL_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Values of Segment's `context.channel` and common synonyms, mapped onto nudge channels.
 CHANNEL_ALIASES: Final = {

@@ -61,7 +61,6 @@ NONE: Final[list[Any]] = ()  # type: ignore[assignment]  # shared, immutable: se
 
 # control record kinds
 LINK, JOIN, REFUSE, FORWARD, DROP = 0, 1, 2, 3, 4
-_KIND_NAMES: Final = ("link", "join", "refuse", "forward", "drop")
 
 _packer = msgpack.Packer(use_bin_type=True)
 
@@ -107,10 +106,6 @@ class Control:
     # not sent: set by the reader on records that were already in the log when the dataflow
     # (re)started, i.e. that a run before a crash may have acted on
     replayed: bool = False
-
-    @property
-    def name(self) -> str:
-        return _KIND_NAMES[self.kind]
 
 
 def control_to_row(c: Control) -> list[Any]:
@@ -380,14 +375,10 @@ class Stitcher:
         if not self.ip.enabled:
             return
         key = self.key
+        if knows_every_id(node, ev):
+            return  # the common case
         uid, anon, prev = ev.user_id, ev.anonymous_id, ev.previous_id
         ids = node.ids
-        if (
-            (uid is None or uid == key or uid in ids)
-            and (anon is None or anon == key or anon in ids)
-            and prev is None
-        ):
-            return  # the common case: no id this customer does not know already
         for other, kind in (
             (uid, USER),
             (anon, ANON),
@@ -540,6 +531,18 @@ class Stitcher:
             _own(node, "held").extend(c.held)
         self._release(node, out)
         return node
+
+
+def knows_every_id(node: Node, ev: Event) -> bool:
+    """Whether `ev` carries no id that `node`'s customer does not have already (no link to
+    request): true of almost every event."""
+    key, ids = node.key, node.ids
+    uid, anon = ev.user_id, ev.anonymous_id
+    return (
+        ev.previous_id is None
+        and (uid is None or uid == key or uid in ids)
+        and (anon is None or anon == key or anon in ids)
+    )
 
 
 def _own(node: Node, name: str) -> list[Any]:

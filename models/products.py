@@ -84,8 +84,7 @@ class Catalogue:
             row = self.co[a] = {}
         row[b] = row.get(b, 0.0) + w
         if len(row) > 2 * self.neighbours:
-            keep = heapq.nlargest(self.neighbours, row.items(), key=lambda kv: (kv[1], kv[0]))
-            self.co[a] = dict(keep)
+            self.co[a] = dict(_largest(row, self.neighbours))
 
     def _rebase(self, ts: int) -> None:
         assert self.anchor is not None
@@ -96,9 +95,7 @@ class Catalogue:
                 table[k] *= factor
 
     def _prune(self) -> None:
-        keep = dict(
-            heapq.nlargest(self.max_products // 2, self.trend.items(), key=lambda kv: kv[1])
-        )
+        keep = dict(_largest(self.trend, self.max_products // 2))
         gone = self.trend.keys() - keep.keys()
         self.trend = keep
         for p in gone:
@@ -135,7 +132,7 @@ def suggest(
         for other, w in cat.co.get(product, {}).items():
             if other not in banned:
                 scores[other] = scores.get(other, 0.0) + weight * w
-    out = [p for p, _ in heapq.nlargest(n, scores.items(), key=lambda kv: (kv[1], kv[0]))]
+    out = top_of(scores, n)
     if len(out) < n:
         chosen = set(out) | banned
         for source in (*(cat.trending(n + len(chosen), c) for c in top_categories),
@@ -156,4 +153,13 @@ def trending_only(cat: Catalogue, exclude: Iterable[str] = (), n: int = 10) -> l
 
 
 def top_of(table: Mapping[str, float], n: int) -> list[str]:
-    return [k for k, _ in heapq.nlargest(n, table.items(), key=lambda kv: (kv[1], kv[0]))]
+    """The `n` keys of highest value (ties: the larger key), best first."""
+    return [k for k, _ in _largest(table, n)]
+
+
+def _largest(table: Mapping[str, float], n: int) -> list[tuple[str, float]]:
+    return heapq.nlargest(n, table.items(), key=_value_then_key)
+
+
+def _value_then_key(kv: tuple[str, float]) -> tuple[float, str]:
+    return kv[1], kv[0]

@@ -22,10 +22,11 @@ from api.deps import ApiKey
 from api.schemas import DecideIn, DecisionOut, ErrorResponse
 from api.store import Store
 from config import Settings
-from config.catalog import CHANNELS, Catalog
+from config.catalog import Catalog
+from config.channels import CHANNELS
 from models.consent import ConsentPolicy
 from models.customer import new_state, profile_params
-from models.decision import decide, render_for
+from models.decision import decide, render
 from models.events import decision_event
 from models.learning import vector
 from models.profile import decode_profile, iso, to_profile
@@ -93,7 +94,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
     if message is not None:
         candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
         verdict, detail = await store.record_contact(
-            cid, channel, decision_id, now, policy, candidates
+            cid, channel, decision_id, now, keep_ms, policy, candidates
         )
         if verdict == "cap":
             # a concurrent decision took the last slot first
@@ -106,9 +107,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
             # a concurrent decision sent the best one first: the next in line
             d.score, message = next((s, m) for s, m in d.candidates if m.id == detail)
             d.explore = False
-            d.content = render_for(
-                message, profile, channel, now, context, (), policy.default_timezone
-            )
+            d.content = render(message, profile, d)
             d.reason = f"next best: {d.reason}"
     if message is not None:
         # logged for the learning loop off the answer's path (one XADD, after the answer)
