@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
+from api.decision_log import DecisionLog
 from api.routes import customers, decide, health, ingest
 from api.store import Store
 from config import ConfigError, Settings, get_settings
@@ -84,10 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         arms = [Learner.key(m.id, ch) for m in catalog.messages for ch in m.channels]
         refresher = asyncio.create_task(_refresh_models(app, store, arms, settings.model_refresh_s))
+        decisions = app.state.decision_log = DecisionLog(store)
+        flusher = asyncio.create_task(decisions.run())
         try:
             yield
         finally:
             refresher.cancel()
+            flusher.cancel()
+            await decisions.flush()
             await client.aclose()
 
     app = FastAPI(

@@ -33,7 +33,7 @@ from dataflows.redis_io import (
 )
 from models.customer import ProfileParams, new_state, profile_params, step
 from models.events import DECISION, ERASE, Event
-from models.feedback import Example
+from models.feedback import RESPONSES, Example
 from models.identity import (
     ANON,
     USER,
@@ -111,8 +111,13 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
             pp = self.params
             check = self.ip.enabled
             for ev in values:
-                if type(ev) is not Event or ev.type in _SLOW or (node is not None and node.waiting):
-                    break  # erasure, a served decision, or a customer awaiting an outcome
+                if (
+                    type(ev) is not Event
+                    or ev.type in _SLOW
+                    or ev.event in RESPONSES
+                    or (node is not None and node.waiting)
+                ):
+                    break  # erasure, a served decision or a response, or one awaiting it
                 if node is None:
                     key = ev.customer_key  # a plain event is keyed by its own id
                     node = self.node = Node(key, USER if ev.user_id == key else ANON)

@@ -7,6 +7,9 @@ customer did next (pure; meant to run in the dataflow, per customer, in event ti
 - A conversion (``Order Completed``) within `attribution_ms` of a decision credits the latest
   decision still waiting before it: a positive.
 - A decision with no outcome `timeout_ms` after it was served is a negative.
+- A click or dismissal may reach the log before the decision it answers (the API logs its
+  decisions in batches, and several API replicas write concurrently): it is kept, at most
+  `early_ms` of event time, and labels the decision when that arrives.
 
 Each decision yields exactly one example; later signals about it are ignored.
 """
@@ -21,6 +24,7 @@ from models.events import DECISION, ORDER_COMPLETED, Event
 MESSAGE_CLICKED: Final = "Message Clicked"
 MESSAGE_DISMISSED: Final = "Message Dismissed"
 MESSAGE_VIEWED: Final = "Message Viewed"
+RESPONSES: Final = frozenset({MESSAGE_CLICKED, MESSAGE_DISMISSED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,7 @@ class FeedbackParams:
     attribution_ms: int = 24 * 3600 * 1000
     timeout_ms: int = 72 * 3600 * 1000
     max_waiting: int = 16  # decisions a customer keeps waiting for an outcome, at most
+    early_ms: int = 3600 * 1000  # how long a response may wait for its decision to be logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,7 @@ class Waiting:
 
     decisions: list[list[Any]] = field(default_factory=list)  # [id, message, channel, at, x]
     done: list[str] = field(default_factory=list)  # recent decision ids with an outcome
+    early: list[list[Any]] = field(default_factory=list)  # [id, clicked, at]: ahead of it
 
 
 def _label(w: Waiting, i: int, y: bool, why: str) -> Example:
@@ -64,6 +70,13 @@ def observe(w: Waiting, ev: Event, params: FeedbackParams) -> list[Example]:
         if did in w.done or any(d[0] == did for d in w.decisions):
             return out  # the same decision logged twice
         w.decisions.append([did, p["message_id"], ev.channel, ev.timestamp, p.get("x", {})])
+        for i, (eid, clicked, _) in enumerate(w.early):
+            if eid == did:  # its answer came first
+                del w.early[i]
+                out.append(
+                    _label(w, len(w.decisions) - 1, clicked, "clicked" if clicked else "dismissed")
+                )
+                return out
         if len(w.decisions) > params.max_waiting:
             out.append(_label(w, 0, False, "timeout"))  # the oldest gives up its place
         return out
@@ -72,11 +85,16 @@ def observe(w: Waiting, ev: Event, params: FeedbackParams) -> list[Example]:
     name = ev.event
     if name in (MESSAGE_CLICKED, MESSAGE_DISMISSED):
         did = ev.properties.get("decision_id")
+        if not isinstance(did, str):
+            return out
+        clicked = name == MESSAGE_CLICKED
         for i, d in enumerate(w.decisions):
             if d[0] == did:
-                clicked = name == MESSAGE_CLICKED
                 out.append(_label(w, i, clicked, "clicked" if clicked else "dismissed"))
-                break
+                return out
+        if did not in w.done and all(e[0] != did for e in w.early):
+            w.early.append([did, clicked, ev.timestamp])
+            del w.early[: -params.max_waiting]
     elif name == ORDER_COMPLETED:
         t = ev.timestamp
         for i in range(len(w.decisions) - 1, -1, -1):
@@ -88,8 +106,11 @@ def observe(w: Waiting, ev: Event, params: FeedbackParams) -> list[Example]:
 
 
 def expire(w: Waiting, now_ms: int, params: FeedbackParams) -> list[Example]:
-    """Negatives for the decisions whose timeout has passed by `now_ms` (event time)."""
+    """Negatives for the decisions whose timeout has passed by `now_ms` (event time); early
+    responses whose decision never came are dropped after `early_ms`."""
     out: list[Example] = []
+    if w.early and w.early[0][2] + params.early_ms < now_ms:
+        w.early = [e for e in w.early if e[2] + params.early_ms >= now_ms]
     while w.decisions and w.decisions[0][3] + params.timeout_ms < now_ms:
         out.append(_label(w, 0, False, "timeout"))
     return out
@@ -98,11 +119,17 @@ def expire(w: Waiting, now_ms: int, params: FeedbackParams) -> list[Example]:
 def watch(
     w: Waiting | None, ev: Event, params: FeedbackParams
 ) -> tuple[Waiting | None, list[Example]]:
-    """`observe` for callers that keep no `Waiting` until a decision is served (most
-    customers never get one): returns the `Waiting` to keep (None once it is empty)."""
+    """`observe` for callers that keep no `Waiting` until a decision is served or answered
+    (most customers never are): returns the `Waiting` to keep (None once it is empty)."""
     if w is None:
-        if ev.type != DECISION:
+        if not is_feedback(ev):
             return None, []
         w = Waiting()
     examples = observe(w, ev, params)
-    return (w if w.decisions else None), examples
+    return (w if w.decisions or w.early else None), examples
+
+
+def is_feedback(ev: Event) -> bool:
+    """A served decision or a response to one: what `watch` must see even for a customer
+    with nothing waiting."""
+    return ev.type == DECISION or (ev.type == "track" and ev.event in RESPONSES)

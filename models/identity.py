@@ -48,8 +48,8 @@ from models.customer import (
     state_to_row,
     step,
 )
-from models.events import DECISION, ERASE, Event
-from models.feedback import Example, FeedbackParams, Waiting, watch
+from models.events import ERASE, Event
+from models.feedback import Example, FeedbackParams, Waiting, is_feedback, watch
 
 NODE_VERSION: Final = 1
 CONTROL_VERSION: Final = 1
@@ -257,7 +257,9 @@ def encode_node(n: Node) -> bytes:
             n.asked,
             n.pending,
             [event_to_row(e) for e in n.held],
-            [n.waiting.decisions, n.waiting.done] if n.waiting is not None else None,
+            [n.waiting.decisions, n.waiting.done, n.waiting.early]
+            if n.waiting is not None
+            else None,
         ]
     )
 
@@ -365,7 +367,7 @@ class Stitcher:
         if customer is None:
             customer = node.customer = new_state(self.key, ev.timestamp)
         _, changed = step(customer, ev, self.pp)
-        if node.waiting is not None or ev.type == DECISION:
+        if node.waiting is not None or is_feedback(ev):
             node.waiting, examples = watch(node.waiting, ev, self.fp)
             out.examples += examples
             out.touched = True

@@ -2,14 +2,13 @@
 
 One pipelined Redis read (profile, link, contact history; a linked id costs a second) and,
 when a message is chosen, one atomic write that re-checks the caps and cooldowns and records
-the contact (`api/contacts.lua`). Nothing is loaded per request: the catalog is compiled at
+the contact (`api/contacts.lua`); the served decision is logged for learning in batches, off
+the answer's path (`api.decision_log`). Nothing is loaded per request: the catalog is compiled at
 start-up.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
 import time
 import uuid
@@ -18,6 +17,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
+from api.decision_log import DecisionLog
 from api.deps import ApiKey
 from api.schemas import DecideIn, DecisionOut, ErrorResponse
 from api.store import Store
@@ -33,15 +33,6 @@ from models.profile import decode_profile, iso, to_profile
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 _RNG = random.Random()  # exploration draws; seeded from the OS per process
-_PENDING: set[asyncio.Task[None]] = set()  # decision logs in flight (held against the GC)
-log = logging.getLogger(__name__)
-
-
-def _logged(task: asyncio.Task[None]) -> None:
-    _PENDING.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("a served decision was not logged: %s", task.exception())
-
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Unknown channel"},
@@ -74,6 +65,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
     catalog: Catalog = state.catalog
     consent: ConsentPolicy = state.consent_policy
     settings: Settings = state.settings
+    log: DecisionLog = state.decision_log
     if channel not in CHANNELS:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
@@ -110,12 +102,9 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
             d.content = render(message, profile, d)
             d.reason = f"next best: {d.reason}"
     if message is not None:
-        # logged for the learning loop off the answer's path (one XADD, after the answer)
+        # logged for the learning loop off the answer's path (`api.decision_log`: batched)
         x = vector(d.features)
-        ev = decision_event(cid, decision_id, message.id, channel, d.score, d.explore, now, x)
-        task = asyncio.create_task(store.log_events([ev]))
-        _PENDING.add(task)
-        task.add_done_callback(_logged)
+        log.add(decision_event(cid, decision_id, message.id, channel, d.score, d.explore, now, x))
     # serialised straight to JSON (the shape of `DecisionOut`, which documents it): validating
     # our own output with pydantic on every decision would cost more than deciding
     out: dict[str, Any] = {

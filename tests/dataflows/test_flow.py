@@ -136,11 +136,13 @@ def test_served_decisions_and_their_outcomes_train_the_arm_models() -> None:
     items: list[Event] = []
     for i in range(6):
         cid = f"c{i}"
-        items.append(decision_event(cid, f"d{i}", "cart_reminder", "email", 1.0, False,
-                                    t + i, {"cart_items": 0.1 * i}))  # fmt: skip
+        served = decision_event(cid, f"d{i}", "cart_reminder", "email", 1.0, False,
+                                t + i, {"cart_items": 0.1 * i})  # fmt: skip
         outcome = "Message Clicked" if i % 2 else "Message Dismissed"
-        items.append(Event("track", f"r{i}", t + 60_000 + i, NOW, "email", user_id=cid,
-                           event=outcome, properties={"decision_id": f"d{i}"}))  # fmt: skip
+        answer = Event("track", f"r{i}", t + 60_000 + i, NOW, "email", user_id=cid,
+                       event=outcome, properties={"decision_id": f"d{i}"})  # fmt: skip
+        # half the answers reach the log before their decision (decisions are logged in batches)
+        items += [served, answer] if i < 3 else [answer, served]
     out: list[tuple[str, Output]] = []
     flow = build_flow(Settings(), TestingSource([(e.customer_key, e) for e in items], 4),
                       TestingSink(out))  # fmt: skip

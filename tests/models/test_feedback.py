@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.events import Event, decision_event
-from models.feedback import FeedbackParams, Waiting, expire, observe
+from models.feedback import FeedbackParams, Waiting, expire, observe, watch
 
 H = 3_600_000
 P = FeedbackParams(attribution_ms=24 * H, timeout_ms=72 * H)
@@ -70,3 +70,30 @@ def test_the_waiting_list_is_bounded() -> None:
         "d2",
         "d3",
     ]
+
+
+def test_a_response_that_arrives_before_its_decision_still_labels_it() -> None:
+    # decisions are logged in batches (and by several API replicas): a click can come first
+    out = run(track("Message Clicked", 5, decision_id="d1"), served("d1", "m", 0),
+              track("Message Dismissed", 10, decision_id="d2"), served("d2", "m", 1),
+              served("d3", "m", 2), track("Message Clicked", 20, decision_id="d3"))  # fmt: skip
+    assert out == [("d1", True, "clicked"), ("d2", False, "dismissed"), ("d3", True, "clicked")]
+
+
+def test_an_early_response_whose_decision_never_comes_is_dropped() -> None:
+    w = Waiting()
+    observe(w, track("Message Clicked", 0, decision_id="lost"), P)
+    assert w.early
+    observe(w, track("Product Viewed", P.early_ms + 1), P)
+    assert w.early == []
+    # and the decision arriving after that waits for an outcome like any other
+    assert observe(w, served("lost", "m", P.early_ms + 2), P) == []
+
+
+def test_watch_keeps_state_only_while_something_waits() -> None:
+    w, _ = watch(None, track("Product Viewed", 0), P)
+    assert w is None
+    w, _ = watch(None, track("Message Clicked", 1, decision_id="d1"), P)
+    assert w is not None and w.early
+    w, out = watch(w, served("d1", "m", 0), P)
+    assert w is None and [e.why for e in out] == ["clicked"]
