@@ -23,6 +23,7 @@ from config.runtime import tune_gc
 from models.consent import ConsentPolicy
 from models.keys import Keys
 from models.learning import Learner, LearnerError, decode_learner, scorer
+from models.products import ProductsError, decode_catalogue
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,21 @@ def use_learner(app: FastAPI, learner: Learner) -> None:
 
 
 async def _refresh_models(app: FastAPI, store: Store, arms: list[str], every_s: float) -> None:
-    """Poll the response models the dataflow publishes (one key per arm of the catalog); swap
-    in a new `Learner` when any changed (a bad blob is logged, the others are used)."""
+    """Poll what the dataflow publishes for decisions: the response models (one key per arm
+    of the catalog; a new `Learner` is swapped in when any changed, a bad blob is logged and
+    the others are used) and the product index (swapped in when its version changes)."""
     last: dict[str, bytes] = {}
+    version: bytes | None = None
     while True:
+        try:
+            seen, blob = await store.product_index(version)
+            if blob is not None:
+                version = seen  # a bad index is logged once, not re-read until it changes
+                app.state.products = decode_catalogue(blob)
+        except ProductsError as exc:
+            log.warning("product index not loaded: %s", exc)
+        except RedisError as exc:
+            log.warning("product index not reloaded: %s", exc)
         try:
             blobs = await store.model_blobs(arms)
             if blobs != last:
@@ -105,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.consent_policy = ConsentPolicy(frozenset(settings.consent_opt_in))
     app.state.catalog = catalog
     use_learner(app, Learner())  # the cold-start prior, until the dataflow publishes models
+    app.state.products = None  # no suggestions until the dataflow publishes a product index
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(customers.router)

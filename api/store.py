@@ -181,5 +181,13 @@ class Store:
         blobs = await pipe.execute()
         return {arm: b for arm, b in zip(arms, blobs, strict=True) if isinstance(b, bytes)}
 
+    async def product_index(self, known: bytes | None) -> tuple[bytes | None, bytes | None]:
+        """The published product index's version and, if it is not `known`, the index."""
+        version: Any = await self.client.get(self.keys.products_version())
+        if version is None or version == known:
+            return version, None
+        index: Any = await self.client.get(self.keys.products())
+        return version, index
+
     async def ping(self) -> bool:
         return bool(await self.client.ping())

@@ -101,6 +101,14 @@ class Settings(BaseSettings):
     model_refresh_s: float = Field(
         default=2.0, gt=0, le=300, description="How often the API reloads the response models."
     )
+    products_publish_s: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="How often the dataflow publishes the product index (co-occurrence, trending).",
+    )  # fmt: skip
+    products_published: int = Field(
+        default=20_000, ge=100, le=1_000_000,
+        description="Products in the published index: the most trending.",
+    )  # fmt: skip
 
     # --- API --------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -24,6 +26,8 @@ from dataflows.redis_io import (
     LINK,
     MODEL,
     NOTE,
+    OBSERVE,
+    PRODUCTS,
     PROFILE,
     SEND,
     Output,
@@ -50,6 +54,14 @@ from models.identity import (
 )
 from models.keys import Keys
 from models.learning import Learner, decode_learner, encode_learner
+from models.products import (
+    ACTIONS,
+    Catalogue,
+    Observation,
+    decode_catalogue,
+    encode_catalogue,
+    observations,
+)
 from models.profile import encode_profile
 
 _SLOW = frozenset({ERASE, DECISION})
@@ -107,6 +119,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         node = self.node
         done = 0
         changed = False
+        observed: list[Observation] | None = None
         if node is None or (node.target is None and not node.pending):
             pp = self.params
             check = self.ip.enabled
@@ -126,7 +139,12 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
                 customer = node.customer
                 if customer is None:
                     customer = node.customer = new_state(node.key, ev.timestamp)
-                changed |= step(customer, ev, pp)[1]
+                if step(customer, ev, pp)[1]:
+                    changed = True
+                    if ev.event in ACTIONS:  # a product interaction, for the product index
+                        if observed is None:
+                            observed = []
+                        observed += observations(customer.recent, ev)
                 done += 1
         if done == len(values):
             if not changed:
@@ -135,10 +153,17 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
                 self._snapshot = None
             assert node is not None and node.customer is not None
             blob = encode_profile(node.customer, self.params, node.ids)
+            if observed:
+                return [(PROFILE, blob, None), (OBSERVE, observed, None)], StatefulBatchLogic.RETAIN
             return [(PROFILE, blob, None)], StatefulBatchLogic.RETAIN
-        return self._stitch(values[done:] if done else values, changed)
+        return self._stitch(values[done:] if done else values, changed, observed)
 
-    def _stitch(self, values: list[Event | Control], changed: bool) -> tuple[list[Output], bool]:
+    def _stitch(
+        self,
+        values: list[Event | Control],
+        changed: bool,
+        observed: list[Observation] | None = None,
+    ) -> tuple[list[Output], bool]:
         out = _LOCAL.out  # one per worker thread, reset after use: no allocation per batch
         stitcher = self.stitcher
         if stitcher is None:
@@ -165,6 +190,9 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         if out.examples:
             emit.extend([(LEARN, ex, None) for ex in out.examples])
             out.examples = []
+        if out.observed or observed:
+            emit.append((OBSERVE, (observed or []) + out.observed, None))
+            out.observed = []
         if node is None:
             return emit, StatefulBatchLogic.DISCARD
         if changed and node.customer is not None and node.target is None:
@@ -196,6 +224,58 @@ class ArmLogic(StatefulBatchLogic[Example, Output, bytes]):
     def snapshot(self) -> bytes:
         assert self._blob is not None
         return self._blob
+
+
+class ProductsLogic(StatefulBatchLogic[list[Observation], Output, bytes]):
+    """The shop-wide product index (`models.products.Catalogue`: co-occurrence and trending),
+    kept from every customer's product interactions and published, compacted, at most every
+    `every_s` seconds of processing time while it changes.
+
+    Its snapshot is the last published index, so a restart resumes from it: the few seconds
+    of interactions since are not replayed into it (suggestions are statistics, not
+    customer state, and exactly-once is not worth a full snapshot per epoch here)."""
+
+    def __init__(self, resume: bytes | None, every_s: float, published: int) -> None:
+        self.catalogue = decode_catalogue(resume) if resume else Catalogue()
+        self.every_s = every_s
+        self.published = published
+        self._blob = resume
+        self._dirty = False
+        self._next = 0.0  # monotonic time of the next allowed publication
+
+    def on_batch(self, values: list[list[Observation]]) -> tuple[list[Output], bool]:
+        for batch in values:
+            self.catalogue.observe_all(batch)
+        self._dirty = True
+        if time.monotonic() >= self._next:
+            return self._publish(), StatefulBatchLogic.RETAIN
+        return [], StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if not self._dirty:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, self._next - time.monotonic()))
+
+    def on_notify(self) -> tuple[list[Output], bool]:
+        return (self._publish() if self._dirty else []), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Output], bool]:
+        return self.on_notify()
+
+    def _publish(self) -> list[Output]:
+        self._blob = encode_catalogue(self.catalogue.compact(self.published))
+        self._dirty = False
+        self._next = time.monotonic() + self.every_s
+        return [(PRODUCTS, self._blob, str(time.time_ns()))]
+
+    def snapshot(self) -> bytes:
+        if self._blob is None:
+            self._blob = encode_catalogue(self.catalogue.compact(self.published))
+        return self._blob
+
+
+def _products(item: tuple[str, Output]) -> tuple[str, list[Observation]]:
+    return "products", item[1][1]
 
 
 def _by_arm(item: tuple[str, Output]) -> tuple[str, Example]:
@@ -262,11 +342,18 @@ def build_flow(
         keyed,
         lambda resume: CustomerLogic(params, ip, resume, recovery, prior),
     )  # (id, Output)
-    # labelled decisions go on to the learners, one per (message, channel) arm
-    split = op.branch("split_examples", outputs, lambda kv: kv[1][0] != LEARN)
-    examples = op.map("key_by_arm", split.falses, _by_arm)  # (arm, Example)
+    # labelled decisions go on to the learners, one per (message, channel) arm; product
+    # interactions to the product index (one, shop-wide)
+    split = op.branch("split_writes", outputs, lambda kv: kv[1][0] < LEARN)
+    rest = op.branch("split_examples", split.falses, lambda kv: kv[1][0] == LEARN)
+    examples = op.map("key_by_arm", rest.trues, _by_arm)  # (arm, Example)
     models = op.stateful_batch("learn", examples, ArmLogic)  # (arm, (MODEL, blob, None))
-    op.output("write_profiles", op.merge("writes", split.trues, models), sink)
+    observed = op.map("key_products", rest.falses, _products)  # ("products", [Observation])
+    every_s, published = settings.products_publish_s, settings.products_published
+    index = op.stateful_batch(
+        "products", observed, lambda resume: ProductsLogic(resume, every_s, published)
+    )  # ("products", (PRODUCTS, blob, version))
+    op.output("write_profiles", op.merge("writes", split.trues, models, index), sink)
     return flow
 
 

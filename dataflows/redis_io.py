@@ -83,6 +83,8 @@ SEND = 2  # (SEND, Control, None): a control record to append to the log
 NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
 LEARN = 4  # (LEARN, models.feedback.Example, None): to the "learn" step, never to the sink
 MODEL = 5  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
+OBSERVE = 6  # (OBSERVE, [models.products.Observation], None): to the "products" step
+PRODUCTS = 7  # (PRODUCTS, msgpack product index, version): the sink publishes it
 Output = tuple[int, Any, Any]
 ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
 
@@ -272,6 +274,9 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
                 latest[link(a)] = b
             elif tag == MODEL:  # an arm's response model, keyed by the arm
                 latest[self._keys.model(key)] = a
+            elif tag == PRODUCTS:  # the product index, then its version
+                latest[self._keys.products()] = a
+                latest[self._keys.products_version()] = b
             elif tag == SEND:  # a control record for the id `a.to`
                 sends.setdefault(partition_for(a.to, self._partitions), []).append(a)
             else:  # NOTE

@@ -44,6 +44,7 @@ SESSION_TYPES: Final = frozenset({"track", "page", "screen"})
 AFFINITY_WEIGHTS: Final = {PRODUCT_VIEWED: 1.0, PRODUCT_ADDED: 3.0, ORDER_COMPLETED: 5.0}
 _REBASE_EXP: Final = 256.0  # keep 2**exponent far from float overflow
 _MAX_ORDER_IDS: Final = 32
+_MAX_BOUGHT: Final = 20
 OTHER_EVENTS: Final = "(other)"
 _CONSENT_TRAITS: Final = frozenset({"consent", "consent_source"})
 _NEVER: Final = -(2**62)
@@ -127,6 +128,8 @@ class CustomerState:
     seen: dict[int, int] = field(default_factory=dict)
     received_max: int = 0
     seen_cap: int = 64  # prune `seen` when it reaches this size (amortised)
+    # [ts, product_id] of the latest purchases, ascending, distinct: never suggested again
+    bought: list[list[Any]] = field(default_factory=list)
 
     # --- derived views ---------------------------------------------------------------------
     def cart(self) -> dict[str, list[float]]:
@@ -378,6 +381,11 @@ def _add_order(state: CustomerState, ev: Event, props: dict[str, Any]) -> None:
     state.revenue += _order_value(props)
     if state.last_order is None or ev.timestamp > state.last_order:
         state.last_order = ev.timestamp
+    products = props.get("products")
+    for prod in products if isinstance(products, list) else (props,):
+        pid = _product_id(prod) if isinstance(prod, dict) else None
+        if pid is not None:
+            state.bought = _latest_distinct([*state.bought, [ev.timestamp, pid]])
 
 
 def _add_consent(state: CustomerState, consent: Any, ts: int, mh: int, source: Any) -> None:
@@ -555,7 +563,18 @@ def merge(
     out.order_ids = (a.order_ids + [o for o in b.order_ids if o not in shared])[-_MAX_ORDER_IDS:]
     orders_at = [t for t in (a.last_order, b.last_order) if t is not None]
     out.last_order = max(orders_at) if orders_at else None
+    out.bought = _latest_distinct(a.bought + b.bought)
     return out
+
+
+def _latest_distinct(items: list[list[Any]], n: int = _MAX_BOUGHT) -> list[list[Any]]:
+    """``[ts, product]`` pairs: each product once at its latest time, the `n` latest,
+    ascending (ties: the product id), whatever order they came in."""
+    latest: dict[str, int] = {}
+    for ts, pid in items:
+        if ts >= latest.get(pid, ts):
+            latest[pid] = ts
+    return [[ts, pid] for pid, ts in sorted(latest.items(), key=lambda kv: (kv[1], kv[0]))][-n:]
 
 
 def _merge_sessions(intervals: list[list[Any]], gap: int) -> list[list[Any]]:
@@ -613,6 +632,7 @@ def state_to_row(s: CustomerState) -> list[Any]:
             s.seen,
             s.received_max,
             s.seen_cap,
+            s.bought,
     ]  # fmt: skip
 
 

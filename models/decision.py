@@ -66,6 +66,7 @@ class Decision:
     content: dict[str, str] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)  # what the rules saw
     candidates: list[tuple[float, Message]] = field(default_factory=list)  # ranked
+    suggestions: list[str] = field(default_factory=list)  # products, when a message is chosen
 
 
 def capped(
@@ -106,9 +107,11 @@ def decide(
     context: Mapping[str, Any] | None = None,
     consent: ConsentPolicy | None = None,
     propensity: Propensity = prior,
-    suggestions: Sequence[str] = (),
+    suggest: Callable[[Profile], list[str]] | None = None,
     rng: Random | None = None,
 ) -> Decision:
+    """The decision (see the module's docstring). `suggest` gives the customer's product
+    suggestions (`models.products.for_profile`); asked only once a message is chosen."""
     policy = catalog.policy
     cid = profile.customer_id
     d = Decision(cid, channel)
@@ -166,15 +169,16 @@ def decide(
         f"{why} of {len(fresh)} eligible: propensity "
         f"{propensity(best.id, channel, feats):.3f} * value {best.value:g} * lever {best.lever:g}"
     )
-    d.content = render(best, profile, d, suggestions)
+    if suggest is not None:
+        d.suggestions = suggest(profile)
+    d.content = render(best, profile, d)
     return d
 
 
-def render(
-    message: Message, profile: Profile, d: Decision, suggestions: Sequence[str] = ()
-) -> dict[str, str]:
-    """`message`'s content for the decision's channel, filled from what its rules saw."""
-    return message.render(d.channel, placeholders(profile, d.features, suggestions))
+def render(message: Message, profile: Profile, d: Decision) -> dict[str, str]:
+    """`message`'s content for the decision's channel, filled from what its rules saw and
+    the decision's suggestions."""
+    return message.render(d.channel, placeholders(profile, d.features, d.suggestions))
 
 
 def _offset_min(tz: tzinfo, now_ms: int) -> int:

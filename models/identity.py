@@ -50,6 +50,7 @@ from models.customer import (
 )
 from models.events import ERASE, Event
 from models.feedback import Example, FeedbackParams, Waiting, is_feedback, watch
+from models.products import ACTIONS, Observation, observations
 
 NODE_VERSION: Final = 1
 CONTROL_VERSION: Final = 1
@@ -227,6 +228,7 @@ class Outbox:
     sends: list[Control] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # refusals, for logs and metrics
     examples: list[Example] = field(default_factory=list)  # labelled decisions, for learning
+    observed: list[Observation] = field(default_factory=list)  # product interactions
 
 
 def encode_node(n: Node) -> bytes:
@@ -374,6 +376,8 @@ class Stitcher:
         if not changed:
             return  # a duplicate: it linked whatever it links the first time
         out.profile_changed = True
+        if ev.event in ACTIONS:
+            out.observed += observations(customer.recent, ev)
         if not self.ip.enabled:
             return
         key = self.key

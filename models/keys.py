@@ -86,6 +86,14 @@ class Keys:
         """
         return f"{self.base}:model:{{{arm}}}"
 
+    def products(self) -> str:
+        """The product index the dataflow publishes for suggestions (`models.products`
+        msgpack); ``products_version`` changes with it, so readers poll a few bytes."""
+        return f"{self.base}:{{products}}:index"
+
+    def products_version(self) -> str:
+        return f"{self.base}:{{products}}:version"
+
     def stats(self) -> str:
         """Hash of deployment-wide counters (``identity_merges_refused``)."""
         return f"{self.base}:stats"

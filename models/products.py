@@ -15,9 +15,22 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
+
+import msgpack
+
+from models.events import ORDER_COMPLETED, PRODUCT_ADDED, PRODUCT_VIEWED, Event
+from models.profile import Profile
 
 WEIGHTS: Final = {"view": 1.0, "cart": 3.0, "order": 5.0}
+ACTIONS: Final = {PRODUCT_VIEWED: "view", PRODUCT_ADDED: "cart", ORDER_COMPLETED: "order"}
+CATALOGUE_VERSION: Final = 1
+# (previous distinct products, most recent last; product; action; event time; category)
+Observation = tuple[list[str], str, str, int, str | None]
+
+
+class ProductsError(ValueError):
+    """A published product index that cannot be read."""
 
 
 @dataclass(slots=True)
@@ -104,6 +117,37 @@ class Catalogue:
             if cat and cat in self.trend_by_cat:
                 self.trend_by_cat[cat].pop(p, None)
 
+    def observe_all(self, batch: Iterable[Observation]) -> None:
+        for history, product, action, ts, category in batch:
+            self.observe(history, product, action, ts, category)
+
+    def compact(
+        self, products: int = 20_000, neighbours: int = 20, categories: int = 1_000
+    ) -> Catalogue:
+        """What suggestions need, bounded: the `products` most trending, each with its
+        `neighbours` strongest partners, and the `top_n` trending of the `categories`
+        busiest categories. This is what the dataflow publishes and the API answers from
+        (`encode_catalogue`); it is also a valid `Catalogue` to carry on learning."""
+        keep = dict(_largest(self.trend, products))
+        by_cat = {
+            cat: dict(_largest(table, self.top_n))
+            for cat, table in _largest_tables(self.trend_by_cat, categories)
+        }
+        co = {p: dict(_largest(self.co[p], neighbours)) for p in keep if p in self.co}
+        return Catalogue(
+            window=self.window,
+            neighbours=self.neighbours,
+            half_life_ms=self.half_life_ms,
+            max_products=self.max_products,
+            co=co,
+            category_of={p: c for p in keep if (c := self.category_of.get(p)) is not None},
+            trend=keep,
+            trend_by_cat=by_cat,
+            anchor=self.anchor,
+            refresh_every=self.refresh_every,
+            top_n=self.top_n,
+        )
+
     def trending(self, n: int, category: str | None = None) -> list[str]:
         """The `n` (≤ `top_n`) most trending products, overall or in `category`."""
         top = self._tops.get(category)
@@ -146,6 +190,62 @@ def suggest(
     return out
 
 
+def observations(recent: Sequence[list[Any]], ev: Event, window: int = 5) -> list[Observation]:
+    """What a customer's product event teaches `Catalogue.observe`: `recent` is their
+    ``[ts, product]`` list (`models.customer.CustomerState.recent`, ascending) *after* the
+    event was applied (the product itself is skipped when pairing)."""
+    action = ACTIONS.get(ev.event or "")
+    if action is None:
+        return []
+    history = [pid for _, pid in recent[-(window + 1) :]]
+    props = ev.properties
+    items = props.get("products") if action == "order" else (props,)
+    out: list[Observation] = []
+    for item in items if isinstance(items, (list, tuple)) else ():
+        if not isinstance(item, dict):
+            continue
+        pid = item.get("product_id", item.get("sku"))
+        if pid is None:
+            continue
+        category = item.get("category")
+        out.append((history, str(pid), action, ev.timestamp,
+                    str(category) if category else None))  # fmt: skip
+    return out
+
+
+def encode_catalogue(cat: Catalogue) -> bytes:
+    """A catalogue as versioned msgpack (published for the API, and the dataflow's snapshot;
+    never pickle)."""
+    return msgpack.packb(
+        [CATALOGUE_VERSION, cat.window, cat.neighbours, cat.half_life_ms, cat.max_products,
+         cat.co, cat.category_of, cat.trend, cat.trend_by_cat, cat.anchor, cat.top_n],
+        use_bin_type=True,
+    )  # fmt: skip
+
+
+def decode_catalogue(data: bytes) -> Catalogue:
+    try:
+        row = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData) as exc:
+        raise ProductsError(f"product index is not msgpack: {exc}") from exc
+    if not isinstance(row, list) or not row or row[0] != CATALOGUE_VERSION:
+        raise ProductsError(f"unknown product index version {row[0] if row else None!r}")
+    if len(row) != 11:
+        raise ProductsError(f"product index has {len(row) - 1} fields, expected 10")
+    _, window, neighbours, half_life_ms, max_products, co, cat_of, trend, by_cat, anchor, top = row
+    return Catalogue(window=window, neighbours=neighbours, half_life_ms=half_life_ms,
+                     max_products=max_products, co=co, category_of=cat_of, trend=trend,
+                     trend_by_cat=by_cat, anchor=anchor, top_n=top)  # fmt: skip
+
+
+def for_profile(cat: Catalogue, profile: Profile, n: int = 10) -> list[str]:
+    """`suggest` for a customer's profile: their recently viewed products, their two top
+    categories; never what they just bought nor what is already in their cart."""
+    recent = profile.recent[: cat.window][::-1]  # the latest few, oldest first
+    top = top_of(profile.categories, 2) if profile.categories else ()
+    return suggest(cat, recent, top, (*profile.bought, *profile.cart), n)
+
+
 def trending_only(cat: Catalogue, exclude: Iterable[str] = (), n: int = 10) -> list[str]:
     """The baseline: what is trending overall, minus `exclude`."""
     banned = set(exclude)
@@ -159,6 +259,12 @@ def top_of(table: Mapping[str, float], n: int) -> list[str]:
 
 def _largest(table: Mapping[str, float], n: int) -> list[tuple[str, float]]:
     return heapq.nlargest(n, table.items(), key=_value_then_key)
+
+
+def _largest_tables(
+    tables: Mapping[str, dict[str, float]], n: int
+) -> list[tuple[str, dict[str, float]]]:
+    return heapq.nlargest(n, tables.items(), key=lambda kv: (sum(kv[1].values()), kv[0]))
 
 
 def _value_then_key(kv: tuple[str, float]) -> tuple[float, str]:

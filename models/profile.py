@@ -19,7 +19,7 @@ from models.events import CHANNELS
 
 TOP_AFFINITIES: Final = 10
 DEFAULT_POLICY: Final = ConsentPolicy()
-PROFILE_VERSION: Final = 2
+PROFILE_VERSION: Final = 3  # 3: `bought`; a version-2 blob reads with none
 
 
 @dataclass(slots=True)
@@ -48,6 +48,7 @@ class Profile:
     traits: dict[str, Any]
     consent: dict[str, list[Any]]  # "channel:purpose" -> [ts, hash, granted, source]
     ids: list[str]  # the other ids linked to this customer
+    bought: list[str]  # the latest purchases, most recent first
 
 
 def _row(s: CustomerState, params: ProfileParams, ids: list[str]) -> list[Any]:
@@ -76,6 +77,7 @@ def _row(s: CustomerState, params: ProfileParams, ids: list[str]) -> list[Any]:
         s.traits,
         s.consent,
         ids,
+        [pid for _, pid in reversed(s.bought)],
     ]
 
 
@@ -90,8 +92,10 @@ def encode_profile(s: CustomerState, params: ProfileParams, ids: list[str] | Non
 
 def decode_profile(data: bytes) -> Profile:
     row = msgpack.unpackb(data, raw=False)
-    if not isinstance(row, list) or not row or row[0] != PROFILE_VERSION:
+    if not isinstance(row, list) or not row or row[0] not in (2, PROFILE_VERSION):
         raise StateError(f"unknown profile version {row[0] if row else None!r}")
+    if row[0] == 2:  # written before `bought` was kept
+        row.append([])
     return Profile(*row[1:])
 
 
@@ -175,6 +179,7 @@ def render(p: Profile, now_ms: int, policy: ConsentPolicy | None = None) -> dict
             "revenue": round(p.revenue, 2),
             "average_value": round(p.revenue / p.orders, 2) if p.orders else None,
             "last_order_at": iso(p.last_order),
+            "recent_products": p.bought,
         },
         "channels": {ch: iso(ts) for ch, ts in sorted(p.channels.items())},
         "traits": p.traits,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -29,6 +30,7 @@ from models.customer import new_state, profile_params
 from models.decision import decide, render
 from models.events import decision_event
 from models.learning import vector
+from models.products import Catalogue, for_profile
 from models.profile import decode_profile, iso, to_profile
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
@@ -78,9 +80,11 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
     profile = (
         decode_profile(blob) if blob else to_profile(new_state(cid, now), profile_params(settings))
     )
+    products: Catalogue | None = state.products
     d = decide(
-        catalog, profile, channel, now, history, context, consent, state.propensity, rng=_RNG
-    )
+        catalog, profile, channel, now, history, context, consent, state.propensity,
+        suggest=partial(for_profile, products) if products is not None else None, rng=_RNG,
+    )  # fmt: skip
     decision_id = uuid.uuid4().hex
     message = d.message
     if message is not None:
@@ -123,6 +127,6 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
         "explore": d.explore and message is not None,
         "suppressed_by": d.suppressed_by,
         "retry_after": iso(d.until_ms),
-        "suggestions": [],
+        "suggestions": d.suggestions if message is not None else [],
     }  # fmt: skip
     return Response(orjson.dumps(out), media_type="application/json")

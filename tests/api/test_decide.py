@@ -248,3 +248,45 @@ def test_published_models_change_the_decision(rclient: redis.Redis, settings: Se
         time.sleep(0.5)  # a few refreshes
         second = client.get("/v1/decide", params=params, headers=AUTH).json()
     assert second["message"]["id"] == "checkout_help", second
+
+
+def test_published_product_index_gives_suggestions(rclient: redis.Redis,
+                                                   settings: Settings) -> None:  # fmt: skip
+    """What the dataflow publishes (`models.products`), the decision suggests from: partners
+    of the products just viewed, then trending; never what was bought or is current."""
+    from models.products import Catalogue, encode_catalogue
+
+    cid = reachable("sugg")
+    now = time.time_ns() // 1_000_000
+
+    def ev(i: int, name: str, hours_ago: float, **props: Any) -> Event:
+        t = now - int(hours_ago * HOUR)
+        return Event("track", f"{cid}-{i}", t, t, "web", user_id=cid, event=name,
+                     properties=props)  # fmt: skip
+
+    put_profile(rclient, settings, cid,
+                ev(0, "Order Completed", 72, order_id="o1", revenue=20,
+                   products=[{"product_id": "p5", "category": "shoes"}]),
+                *(ev(i, "Product Viewed", 1 - i / 10, product_id=f"p{i}", category="shoes")
+                  for i in (1, 2, 3)))  # fmt: skip
+    index = Catalogue(
+        co={"p3": {"p5": 10.0, "p4": 5.0}, "p2": {"p6": 2.0, "p3": 1.0}},
+        trend={"p5": 9.0, "p7": 3.0, "p8": 1.0},
+        trend_by_cat={"shoes": {"p5": 9.0, "p8": 1.0}},
+    )
+    keys = Keys(settings.key_prefix)
+    rclient.set(keys.products(), encode_catalogue(index))
+    rclient.set(keys.products_version(), "1")
+    settings = settings.model_copy(update={"model_refresh_s": 0.05})
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 5
+        while client.app.state.products is None:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the product index was not loaded"
+            time.sleep(0.02)
+        d = client.get("/v1/decide", params={"customer_id": cid, "channel": "web"},
+                       headers=AUTH).json()  # fmt: skip
+    assert d["message"]["id"] in ("browse_reminder", "cross_sell"), d
+    # partners of p3 (the latest view) then of p2; trending in shoes, then overall; never
+    # p5 (bought), p3 (being viewed) nor p1..p3 twice
+    assert d["suggestions"] == ["p4", "p6", "p8", "p7"]
+    assert "p4, p6" in d["message"]["content"]["banner"]

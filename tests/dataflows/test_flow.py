@@ -11,10 +11,11 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from cli.datasets import read_calls
 from config.settings import Settings
-from dataflows.flow import PROFILE, Output, build_flow, profile_params
+from dataflows.flow import PRODUCTS, PROFILE, Output, build_flow, profile_params
 from models.customer import step
 from models.events import Event
 from models.identity import IdentityParams
+from models.products import Catalogue, decode_catalogue, observations
 from models.profile import decode_profile, render, to_profile
 from models.segment import normalize
 from tests.conftest import rees46_path
@@ -42,7 +43,7 @@ def run(events: list[Event], workers: int, batch_size: int = 64) -> dict[str, An
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    assert not [o for o in out if o[1][0] != PROFILE], "no ids to link in these events"
+    assert not [o for o in out if o[1][0] not in (PROFILE, PRODUCTS)], "no ids to link here"
     latest = dict(profile_blobs(out))  # per key, in order: the last one is the final profile
     return {cid: decode_profile(blob) for cid, blob in latest.items()}
 
@@ -58,6 +59,32 @@ def direct(events: list[Event]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def events() -> list[Event]:
     return sample_events()
+
+
+def test_the_product_index_is_learned_from_every_customers_interactions(
+    events: list[Event],
+) -> None:
+    out: list[tuple[str, Output]] = []
+    flow = build_flow(Settings(), TestingSource([(e.customer_key, e) for e in events], 64),
+                      TestingSink(out))  # fmt: skip
+    run_main(flow)
+    published = [(a, b) for _, (tag, a, b) in out if tag == PRODUCTS]
+    assert published, "the index is published (at the latest at the end of the input)"
+    got = decode_catalogue(published[-1][0])
+    # the same interactions folded directly, customer by customer in log order
+    params = profile_params(Settings())
+    states: dict[str, Any] = {}
+    direct = Catalogue()
+    for ev in events:
+        state, changed = step(states.get(ev.customer_key), ev, params)
+        states[ev.customer_key] = state
+        if changed:
+            direct.observe_all(observations(state.recent, ev))
+    want = direct.compact(Settings().products_published)
+    assert got.co == want.co and len(got.co) > 100
+    assert got.trending(10) == want.trending(10)
+    top_cat = max(want.trend_by_cat, key=lambda c: sum(want.trend_by_cat[c].values()))
+    assert got.trending(5, top_cat) == want.trending(5, top_cat)
 
 
 def test_flow_equals_direct_fold(events: list[Event]) -> None:

@@ -25,6 +25,7 @@ from api.main import create_app
 from cli.datasets import read_calls
 from config.settings import Settings
 from models.keys import Keys
+from models.products import decode_catalogue, for_profile
 from models.profile import decode_profile
 from tests.conftest import API_KEY, WRITE_KEY, rees46_path
 
@@ -179,6 +180,23 @@ def test_replay_gives_the_csv_figures(
     # a few with carts and orders, so the comparison is not only about views
     assert sum(1 for e in expected.values() if e["cart"]) > 10
     assert sum(1 for e in expected.values() if e["orders"]) > 10
+    # and the product index for suggestions is published (within NUDGE_PRODUCTS_PUBLISH_S)
+    keys = Keys(settings.key_prefix)
+    with gzip.open(rees46_path(), "rt", newline="") as f:
+        products = {row[2] for row in itertools.islice(csv.reader(f), 1, ROWS + 1)}
+    deadline = time.monotonic() + 30
+    while True:  # a version every few seconds while it changes: until it has every product
+        blob = rclient.get(keys.products())
+        index = decode_catalogue(blob) if isinstance(blob, bytes) else None
+        if index is not None and set(index.trend) == products:
+            break
+        assert time.monotonic() < deadline, "the product index misses products"
+        time.sleep(0.2)
+    assert len(index.co) > 100
+    viewer = next(c for c, e in expected.items() if e["counts"].get("Product Viewed", 0) >= 3)
+    profile = decode_profile(rclient.get(keys.profile(viewer)))  # type: ignore[arg-type]
+    picks = for_profile(index, profile)
+    assert len(picks) == 10 and profile.recent[0] not in picks
 
 
 def test_sigkill_mid_replay_then_restart_gives_identical_profiles(

@@ -66,6 +66,7 @@ def test_profile_of_a_shopping_story() -> None:
         "revenue": 70.0,
         "average_value": 70.0,
         "last_order_at": "2023-11-14T22:20:20Z",
+        "recent_products": ["p1"],  # what was just bought (never suggested)
     }
     assert set(v["channels"]) == {"web", "app"}
     assert list(v["affinity"]["categories"]) == ["shoes", "bags"]

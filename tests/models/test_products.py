@@ -54,3 +54,38 @@ def test_orders_weigh_more_than_views() -> None:
     cat.observe(["a"], "b", "view", T)
     cat.observe(["a"], "c", "order", T)
     assert suggest(cat, ["a"], n=2) == ["c", "b"]
+
+
+def test_the_compact_index_round_trips_and_answers_alike() -> None:
+    import pytest
+
+    from models.products import ProductsError, decode_catalogue, encode_catalogue
+
+    cat = fed(*[[f"a{i}", f"b{i % 7}", f"c{i % 3}"] for i in range(60)])
+    small = cat.compact(products=10, neighbours=3)
+    assert len(small.trend) == 10 and all(len(row) <= 3 for row in small.co.values())
+    back = decode_catalogue(encode_catalogue(small))
+    assert back.co == small.co and back.trend == small.trend
+    assert suggest(back, ["c1"], n=5) == suggest(small, ["c1"], n=5)
+    # the strongest partners survive compaction
+    assert suggest(small, ["c1"], n=3) == suggest(cat, ["c1"], n=3)
+    with pytest.raises(ProductsError, match="version"):
+        decode_catalogue(b"\x92\x09\x00")
+    with pytest.raises(ProductsError, match="not msgpack"):
+        decode_catalogue(b"\xc1")
+
+
+def test_observations_of_a_customers_events() -> None:
+    from models.events import Event
+    from models.products import observations
+
+    recent = [[1, "p1"], [2, "p2"], [3, "p3"]]
+    view = Event("track", "m1", 3, 3, "web", user_id="u", event="Product Viewed",
+                 properties={"product_id": "p3", "category": "shoes"})  # fmt: skip
+    assert observations(recent, view, window=1) == [(["p2", "p3"], "p3", "view", 3, "shoes")]
+    lines = [{"product_id": 7}, {"sku": "s8"}, "junk", {}]
+    order = Event("track", "m2", 4, 4, "web", user_id="u", event="Order Completed",
+                  properties={"products": lines})  # fmt: skip
+    assert [(o[1], o[2]) for o in observations(recent, order)] == [("7", "order"), ("s8", "order")]
+    page = Event("page", "m3", 5, 5, "web", user_id="u")
+    assert observations(recent, page) == []
