@@ -54,7 +54,7 @@ class DecisionLog:
         if not batch:
             return True
         try:
-            await self.store.log_events(batch)
+            await self.store.log_decisions(batch)
         except RedisError as exc:
             self._pending[:0] = batch
             over = len(self._pending) - self.max_pending

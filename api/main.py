@@ -15,7 +15,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from api.decision_log import DecisionLog
-from api.routes import customers, decide, health, ingest
+from api.routes import customers, decide, health, ingest, learning
 from api.store import Store
 from config import ConfigError, Settings, get_settings
 from config.catalog import CatalogError, load_catalog
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(customers.router)
     app.include_router(decide.router)
+    app.include_router(learning.router)
 
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:

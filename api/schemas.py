@@ -57,6 +57,9 @@ class OrdersOut(BaseModel):
     revenue: float
     average_value: float | None
     last_order_at: str | None
+    recent_products: list[str] = Field(
+        default_factory=list, description="The latest products bought, most recent first."
+    )
 
 
 class EventsOut(BaseModel):
@@ -151,3 +154,28 @@ class DecisionOut(BaseModel):
         default=None, description="quiet_hours: when they end (ISO-8601, UTC)."
     )
     suggestions: list[str] = Field(default_factory=list)
+
+
+class ArmOut(BaseModel):
+    examples: int = Field(description="Labelled decisions learned from.")
+    response_rate: float
+    roc_auc: float = Field(description="Progressive validation: each label predicted first.")
+    log_loss: float
+    trust: float = Field(description="Weight of the model against the cold-start prior (0-1).")
+
+
+class DecisionsOut(BaseModel):
+    served: int
+    explored: int
+    explore_share: float
+
+
+class ProductIndexOut(BaseModel):
+    indexed: int = Field(description="Products in the index this API replica uses.")
+    with_partners: int
+
+
+class LearningOut(BaseModel):
+    arms: dict[str, ArmOut]
+    decisions: DecisionsOut
+    products: ProductIndexOut

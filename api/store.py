@@ -54,13 +54,8 @@ class Store:
     ) -> None:
         """XADD the events (one entry per partition) and dead-letter the rejects, atomically
         from the client's point of view: one pipeline, answered once Redis holds them."""
-        by_part: dict[int, list[Event]] = {}
-        n = self.partitions
-        for ev in events:
-            by_part.setdefault(partition_for(ev.customer_key, n), []).append(ev)
         pipe = self.client.pipeline(transaction=False)
-        for part, evs in by_part.items():
-            pipe.xadd(self._streams[part], {ENTRY_FIELD: encode_entry(evs)})
+        self._xadd(pipe, events)
         for rej in rejected:
             pipe.xadd(
                 self._dlq,
@@ -77,6 +72,15 @@ class Store:
             )
         if len(pipe):
             await pipe.execute()
+
+    def _xadd(self, pipe: Any, events: Sequence[Event]) -> None:
+        """One entry per partition for `events`, onto `pipe`."""
+        by_part: dict[int, list[Event]] = {}
+        n = self.partitions
+        for ev in events:
+            by_part.setdefault(partition_for(ev.customer_key, n), []).append(ev)
+        for part, evs in by_part.items():
+            pipe.xadd(self._streams[part], {ENTRY_FIELD: encode_entry(evs)})
 
     async def claim_layout(self) -> str | None:
         """Record our partition count on first start; the reason to refuse if it differs."""
@@ -169,9 +173,22 @@ class Store:
         verdict, detail = await self._record(keys=[self.keys.contacts(customer_id)], args=args)
         return verdict.decode(), detail.decode()
 
-    async def log_events(self, events: Sequence[Event]) -> None:
-        """Append events the API itself makes (served decisions) to their partitions."""
-        await self.append(events, (), "decide", 0)
+    async def log_decisions(self, events: Sequence[Event]) -> None:
+        """Append served decisions (`models.events.decision_event`) to their partitions and
+        count them, and those chosen by exploration, in `Keys.stats`: one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        self._xadd(pipe, events)
+        stats = self.keys.stats()
+        pipe.hincrby(stats, "decisions_served", len(events))
+        explored = sum(1 for ev in events if ev.properties.get("explore"))
+        if explored:
+            pipe.hincrby(stats, "decisions_explored", explored)
+        await pipe.execute()
+
+    async def stats(self) -> dict[str, int]:
+        """The counters of `Keys.stats` (decisions served and explored, merges refused…)."""
+        raw: Any = await self.client.hgetall(self.keys.stats())
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     async def model_blobs(self, arms: Sequence[str]) -> dict[str, bytes]:
         """The published response models of `arms` (one key each: `Keys.model`)."""

@@ -425,6 +425,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep CPython's default GC thresholds instead of `tune_gc()` (as `nudge dataflow`)",
     )
     p.add_argument("--aof", action="store_true", help="redis-server with appendonly yes")
+    p.add_argument(
+        "--no-products", action="store_true", help="NUDGE_PRODUCTS=false: no product index"
+    )
     p.add_argument("--profile", action="store_true", help="also print cProfile of both flows")
     p.add_argument("--profile-top", type=int, default=25, help="functions in each profile")
     p.add_argument(
@@ -457,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["read_events"] = args.read_events
     if args.epoch_s is not None:
         overrides["epoch_s"] = args.epoch_s
+    if args.no_products:
+        overrides["products"] = False
     if args.python_gc_defaults:
         gc_note = f"CPython defaults {gc.get_threshold()}, not frozen"
     else:
@@ -470,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         server = RedisServer(tmp / "redis", aof=args.aof).start()
         try:
             settings = Settings(redis_url=server.url, **overrides)
+            print(f"products  NUDGE_PRODUCTS={str(settings.products).lower()}")
             print(
                 f"redis     redis-server on {server.url}, "
                 + ("AOF on (appendfsync everysec)" if args.aof else "AOF off (bench), no RDB saves")

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         description="Most ids one customer may link; a merge past it is refused and logged.",
     )
 
+    # --- product suggestions ------------------------------------------------------------------
+    products: bool = Field(
+        default=True,
+        description="Keep the shop-wide product index for suggestions (costs dataflow CPU).",
+    )
+
     # --- dataflow ---------------------------------------------------------------------------
     read_events: int = Field(
         default=5000, ge=1, description="Events per XREAD, about (the entry count adapts)."

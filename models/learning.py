@@ -59,6 +59,7 @@ class Arm:
     positives: int = 0
     auc: Any = field(default_factory=metrics.ROCAUC)
     logloss: Any = field(default_factory=metrics.LogLoss)
+    published: tuple[float, float] | None = None  # (ROC AUC, log loss) as decoded: frozen
 
 
 def _model(lr: float) -> linear_model.LogisticRegression:
@@ -108,8 +109,9 @@ class Learner:
             k: {
                 "examples": a.n,
                 "response_rate": a.positives / a.n if a.n else 0.0,
-                "roc_auc": _metric(a.auc),
-                "log_loss": _metric(a.logloss),
+                "roc_auc": a.published[0] if a.published else _metric(a.auc),
+                "log_loss": a.published[1] if a.published else _metric(a.logloss),
+                "trust": min(1.0, a.n / self.min_examples),
             }
             for k, a in sorted(self.arms.items())
         }
@@ -149,11 +151,11 @@ def decode_learner(data: bytes) -> Learner:
     if version != LEARNER_VERSION:
         raise LearnerError(f"unknown learner version {version!r}")
     learner = Learner(prior, min_examples, lr)
-    for k, (weights, intercept, n, positives, _, _) in arms.items():
+    for k, (weights, intercept, n, positives, auc, logloss) in arms.items():
         model = _model(lr)
         model._weights = VectorDict(weights)
         model.intercept = intercept
-        learner.arms[k] = Arm(model, n, positives)
+        learner.arms[k] = Arm(model, n, positives, published=(auc, logloss))
     return learner
 
 

@@ -79,25 +79,30 @@ class Catalogue:
         if cat:
             by = self.trend_by_cat.setdefault(cat, {})
             by[product] = by.get(product, 0.0) + boost
-        seen = 0
-        for other in reversed(history):
-            if other == product:
-                continue
-            self._pair(product, other, w)
-            self._pair(other, product, w)
-            seen += 1
-            if seen == self.window:
-                break
+        if history:
+            co = self.co
+            mine = co.get(product)
+            if mine is None:
+                mine = co[product] = {}
+            seen = 0
+            for other in reversed(history):  # inlined pairing: this runs for every event
+                if other == product:
+                    continue
+                mine[other] = mine.get(other, 0.0) + w
+                row = co.get(other)
+                if row is None:
+                    co[other] = {product: w}
+                else:
+                    row[product] = row.get(product, 0.0) + w
+                    if len(row) > 2 * self.neighbours:
+                        co[other] = dict(_largest(row, self.neighbours))
+                seen += 1
+                if seen == self.window:
+                    break
+            if len(mine) > 2 * self.neighbours:
+                co[product] = dict(_largest(mine, self.neighbours))
         if len(self.trend) > self.max_products:
             self._prune()
-
-    def _pair(self, a: str, b: str, w: float) -> None:
-        row = self.co.get(a)
-        if row is None:
-            row = self.co[a] = {}
-        row[b] = row.get(b, 0.0) + w
-        if len(row) > 2 * self.neighbours:
-            self.co[a] = dict(_largest(row, self.neighbours))
 
     def _rebase(self, ts: int) -> None:
         assert self.anchor is not None
@@ -128,12 +133,13 @@ class Catalogue:
         `neighbours` strongest partners, and the `top_n` trending of the `categories`
         busiest categories. This is what the dataflow publishes and the API answers from
         (`encode_catalogue`); it is also a valid `Catalogue` to carry on learning."""
-        keep = dict(_largest(self.trend, products))
+        keep = _top(self.trend, products)
         by_cat = {
-            cat: dict(_largest(table, self.top_n))
+            cat: _top(table, self.top_n)
             for cat, table in _largest_tables(self.trend_by_cat, categories)
         }
-        co = {p: dict(_largest(self.co[p], neighbours)) for p in keep if p in self.co}
+        rows = self.co
+        co = {p: _top(rows[p], neighbours) for p in keep if p in rows}
         return Catalogue(
             window=self.window,
             neighbours=self.neighbours,
@@ -199,6 +205,11 @@ def observations(recent: Sequence[list[Any]], ev: Event, window: int = 5) -> lis
         return []
     history = [pid for _, pid in recent[-(window + 1) :]]
     props = ev.properties
+    if action == "view":  # most of them: one product, `models.customer` made it a str
+        pid = props.get("product_id")
+        if pid is not None and type(pid) is str:
+            category = props.get("category")
+            return [(history, pid, action, ev.timestamp, str(category) if category else None)]
     items = props.get("products") if action == "order" else (props,)
     out: list[Observation] = []
     for item in items if isinstance(items, (list, tuple)) else ():
@@ -259,6 +270,11 @@ def top_of(table: Mapping[str, float], n: int) -> list[str]:
 
 def _largest(table: Mapping[str, float], n: int) -> list[tuple[str, float]]:
     return heapq.nlargest(n, table.items(), key=_value_then_key)
+
+
+def _top(table: Mapping[str, float], n: int) -> dict[str, float]:
+    """The `n` largest entries of `table` (all of it, copied, when it is that small)."""
+    return dict(table) if len(table) <= n else dict(_largest(table, n))
 
 
 def _largest_tables(

@@ -247,7 +247,17 @@ def test_published_models_change_the_decision(rclient: redis.Redis, settings: Se
             rclient.set(keys.model(arm), encode_learner(one))
         time.sleep(0.5)  # a few refreshes
         second = client.get("/v1/decide", params=params, headers=AUTH).json()
-    assert second["message"]["id"] == "checkout_help", second
+        assert second["message"]["id"] == "checkout_help", second
+        # what was learned is reported: per arm figures as published, decisions served
+        deadline = time.monotonic() + 5
+        while (report := client.get("/v1/models", headers=AUTH).json())["decisions"]["served"] < 2:
+            assert time.monotonic() < deadline, report
+            time.sleep(0.02)
+    arm = report["arms"]["checkout_help|web"]
+    assert arm["examples"] == 400 and arm["response_rate"] == 0.5 and arm["trust"] == 1.0
+    assert 0.0 <= arm["roc_auc"] <= 1.0 and arm["log_loss"] > 0
+    assert report["decisions"] == {"served": 2, "explored": 0, "explore_share": 0.0}
+    assert client.get("/v1/models").status_code == 401
 
 
 def test_published_product_index_gives_suggestions(rclient: redis.Redis,
