@@ -130,6 +130,8 @@ class CustomerState:
     seen_cap: int = 64  # prune `seen` when it reaches this size (amortised)
     # [ts, product_id] of the latest purchases, ascending, distinct: never suggested again
     bought: list[list[Any]] = field(default_factory=list)
+    # browse abandonment (`models.triggers`): [session start, {"p:id"|"c:cat": views}, added]
+    browse: list[Any] = field(default_factory=list)
 
     # --- derived views ---------------------------------------------------------------------
     def cart(self) -> dict[str, list[float]]:
@@ -564,6 +566,9 @@ def merge(
     orders_at = [t for t in (a.last_order, b.last_order) if t is not None]
     out.last_order = max(orders_at) if orders_at else None
     out.bought = _latest_distinct(a.bought + b.bought)
+    # browsing: the later session's (sessions of two devices are not added up)
+    later = max((a.browse, b.browse), key=lambda x: (x[0], repr(x)) if x else (-1, ""))
+    out.browse = [later[0], dict(later[1]), later[2]] if later else []
     return out
 
 
@@ -633,6 +638,7 @@ def state_to_row(s: CustomerState) -> list[Any]:
             s.received_max,
             s.seen_cap,
             s.bought,
+            s.browse,
     ]  # fmt: skip
 
 

@@ -1,0 +1,280 @@
+"""Triggers for marketing automation (pure): abandoned cart, abandoned checkout and browse
+abandonment, on event time.
+
+Two halves, both run by the dataflow:
+
+- `arm` runs in the customer's step after each event and says which of the customer's timers
+  that event sets, moves or cancels (`TimerOp`): a cart change (re)arms ``abandoned_cart`` at
+  the change's time (a new cart state is a new *version*: the clock restarts); ``Checkout
+  Started`` cancels it and arms ``abandoned_checkout``; an order cancels everything; the N-th
+  view of one product or category in a session, with nothing added to the cart in it, arms
+  ``browse_abandonment`` (every later view moves its deadline).
+- `Timers` holds the armed timers of a shard of customers and fires them when the event-time
+  *watermark* passes their deadline (`advance`). The watermark is the oldest of the stream
+  partitions' (`Tick`): while a partition is read behind its tip, the newest event time read
+  in its previous read (so a replay of history at full speed fires what the live run fired);
+  once it is caught up, the wall clock (so a live trigger fires as its deadline passes, and
+  after a restart the overdue ones fire at once).
+
+A rule has a series of delays (e.g. 1 h, then 24 h: a reminder), each measured from the
+timer's reference time (the last cart change, the checkout, the last view); a series stops
+when cancelled. The first trigger of a series is skipped if the same rule fired for the
+customer within its cooldown (event time). Each trigger has a stable id — hash of customer,
+rule, version and step — so whoever delivers it can drop repeats after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgpack
+
+from models.customer import CustomerState
+from models.events import (
+    ORDER_COMPLETED,
+    PRODUCT_ADDED,
+    PRODUCT_REMOVED,
+    PRODUCT_VIEWED,
+    Event,
+)
+
+CART: Final = "abandoned_cart"
+CHECKOUT: Final = "abandoned_checkout"
+BROWSE: Final = "browse_abandonment"
+RULES: Final = (CART, CHECKOUT, BROWSE)
+CHECKOUT_STARTED: Final = "Checkout Started"
+TIMERS_VERSION: Final = 1
+_CANCEL: Final = -1
+
+
+class TriggerError(ValueError):
+    """A timers snapshot that cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    delays_ms: tuple[int, ...]  # the series: each from the timer's reference time
+    cooldown_ms: int
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.delays_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerParams:
+    rules: dict[str, Rule] = field(
+        default_factory=lambda: {
+            CART: Rule((3_600_000,), 86_400_000),
+            CHECKOUT: Rule((3_600_000,), 86_400_000),
+            BROWSE: Rule((1_800_000,), 86_400_000),
+        }
+    )
+    browse_views: int = 3  # views of one product or category in a session that arm browsing
+    partitions: int = 1  # stream partitions whose watermarks `Timers` waits for
+
+
+@dataclass(frozen=True, slots=True)
+class TimerOp:
+    """Arm (or move) the customer's timer for `rule`, or cancel it (`version` -1)."""
+
+    customer_id: str
+    rule: str
+    version: int
+    at_ms: int = 0  # the reference time the rule's delays count from
+    payload: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Stream partition `partition` has been read up to event time `watermark_ms`."""
+
+    partition: int
+    watermark_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    id: str
+    rule: str
+    customer_id: str
+    step: int  # 0: the first of the series, 1: the first reminder, …
+    due_ms: int  # event time of the deadline
+    at_ms: int  # the reference time (last cart change, checkout, last view)
+    payload: dict[str, Any]
+
+
+def trigger_id(customer_id: str, rule: str, version: int, step: int) -> str:
+    raw = f"{customer_id}\x00{rule}\x00{version}\x00{step}".encode()
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+# --- arming, in the customer's step ---------------------------------------------------------
+
+
+def arm(state: CustomerState, ev: Event, params: TriggerParams) -> list[TimerOp]:
+    """The timer changes `ev` (just folded into `state`) makes for its customer."""
+    name = ev.event
+    if ev.type != "track" or name is None:
+        return []
+    cid = state.customer_id
+    rules = params.rules
+    if name == PRODUCT_VIEWED:
+        return _browse(state, ev, params) if rules[BROWSE].enabled else []
+    if name in (PRODUCT_ADDED, PRODUCT_REMOVED):
+        ops = [TimerOp(cid, BROWSE, _CANCEL)] if name == PRODUCT_ADDED else []
+        if state.browse:
+            state.browse[2] = True  # something was added in this session: no browse trigger
+        if rules[CART].enabled:
+            cart = state.cart()
+            if cart and state.cart_updated is not None:
+                ops.append(TimerOp(cid, CART, _cart_version(cart, state.cart_updated),
+                                   state.cart_updated, _cart_payload(cart, ev)))  # fmt: skip
+            else:
+                ops.append(TimerOp(cid, CART, _CANCEL))
+        return ops
+    if name == CHECKOUT_STARTED:
+        ops = [TimerOp(cid, CART, _CANCEL)]
+        if rules[CHECKOUT].enabled:
+            cart = state.cart()
+            version = _cart_version(cart, ev.timestamp)
+            ops.append(TimerOp(cid, CHECKOUT, version, ev.timestamp, _cart_payload(cart, ev)))
+        return ops
+    if name == ORDER_COMPLETED:
+        return [TimerOp(cid, rule, _CANCEL) for rule in RULES]
+    return []
+
+
+def _browse(state: CustomerState, ev: Event, params: TriggerParams) -> list[TimerOp]:
+    if not state.sessions:
+        return []
+    session = state.sessions[-1][0]
+    if not state.browse or state.browse[0] != session:
+        state.browse = [session, {}, False]
+    _, counts, added = state.browse
+    props = ev.properties
+    pid, category = props.get("product_id"), props.get("category")
+    best: tuple[int, str] | None = None
+    for key in (f"p:{pid}" if pid is not None else None,
+                f"c:{category}" if category else None):  # fmt: skip
+        if key is None:
+            continue
+        counts[key] = counts.get(key, 0) + 1
+        if best is None or counts[key] > best[0]:
+            best = (counts[key], key)
+    if len(counts) > 50:  # bounded: keep the most viewed
+        for k in sorted(counts, key=counts.__getitem__)[: len(counts) - 50]:
+            del counts[k]
+    if added or best is None or best[0] < params.browse_views:
+        return []
+    kind, _, value = best[1].partition(":")
+    payload = {"product_id" if kind == "p" else "category": value, "views": best[0],
+               "session_started_at": session}  # fmt: skip
+    # one series per session: later views move its deadline (same version)
+    return [TimerOp(state.customer_id, BROWSE, session, ev.timestamp, payload)]
+
+
+def _cart_version(cart: dict[str, list[float]], at_ms: int) -> int:
+    raw = repr((sorted(cart.items()), at_ms)).encode()
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=7).digest(), "big")
+
+
+def _cart_payload(cart: dict[str, list[float]], ev: Event) -> dict[str, Any]:
+    items = [{"product_id": pid, "quantity": q, "price": p} for pid, (q, p) in sorted(cart.items())]
+    currency = ev.properties.get("currency")
+    return {
+        "items": items,
+        "value": round(sum(q * (p or 0.0) for q, p in cart.values()), 2),
+        "currency": currency if isinstance(currency, str) else None,
+    }
+
+
+# --- firing, per shard of customers --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Timers:
+    """The armed timers of a shard of customers, and the watermark that fires them."""
+
+    params: TriggerParams
+    # "customer|rule" -> [version, at_ms, step, payload]
+    armed: dict[str, list[Any]] = field(default_factory=dict)
+    fired: dict[str, int] = field(default_factory=dict)  # "customer|rule" -> last first-fire
+    marks: dict[int, int] = field(default_factory=dict)  # partition -> watermark
+    _heap: list[tuple[int, str, int, int]] = field(default_factory=list)  # (due, key, ver, step)
+
+    def apply(self, op: TimerOp) -> None:
+        key = f"{op.customer_id}|{op.rule}"
+        if op.version == _CANCEL:
+            self.armed.pop(key, None)
+            return
+        rule = self.params.rules[op.rule]
+        cur = self.armed.get(key)
+        if cur is not None and cur[0] == op.version:
+            cur[1], cur[3] = op.at_ms, op.payload or {}  # moved (a later view): same series
+        else:
+            cur = self.armed[key] = [op.version, op.at_ms, 0, op.payload or {}]
+        heapq.heappush(self._heap, (cur[1] + rule.delays_ms[cur[2]], key, op.version, cur[2]))
+
+    def watermark(self) -> int | None:
+        """The oldest partition's watermark; None until every partition has reported."""
+        if len(self.marks) < self.params.partitions:
+            return None
+        return min(self.marks.values())
+
+    def advance(self, tick: Tick) -> list[Trigger]:
+        """Take `tick` in; the triggers whose deadline the watermark has now passed."""
+        if tick.watermark_ms > self.marks.get(tick.partition, -(2**62)):
+            self.marks[tick.partition] = tick.watermark_ms
+        wm = self.watermark()
+        out: list[Trigger] = []
+        heap = self._heap
+        while wm is not None and heap and heap[0][0] <= wm:
+            due, key, version, step = heapq.heappop(heap)
+            cur = self.armed.get(key)
+            if cur is None or cur[0] != version or cur[2] != step:
+                continue  # cancelled, re-armed or moved since: a stale entry
+            cid, _, rule_name = key.rpartition("|")
+            rule = self.params.rules[rule_name]
+            if due != cur[1] + rule.delays_ms[step]:
+                continue  # moved: its current entry is further down the heap
+            if step == 0:
+                last = self.fired.get(key)
+                if last is not None and due - last < rule.cooldown_ms:
+                    del self.armed[key]  # within the cooldown: this series never starts
+                    continue
+                self.fired[key] = due
+            tid = trigger_id(cid, rule_name, version, step)
+            out.append(Trigger(tid, rule_name, cid, step, due, cur[1], cur[3]))
+            if step + 1 < len(rule.delays_ms):
+                cur[2] = step + 1
+                heapq.heappush(heap, (cur[1] + rule.delays_ms[step + 1], key, version, step + 1))
+            else:
+                del self.armed[key]
+        if wm is not None and len(self.fired) > 2 * max(64, len(self.armed)):
+            longest = max(r.cooldown_ms for r in self.params.rules.values())
+            self.fired = {k: t for k, t in self.fired.items() if wm - t < longest}
+        return out
+
+
+def encode_timers(t: Timers) -> bytes:
+    """Versioned msgpack of a shard's timers (recovery snapshots; never pickle)."""
+    return msgpack.packb([TIMERS_VERSION, t.armed, t.fired, t.marks], use_bin_type=True)
+
+
+def decode_timers(data: bytes, params: TriggerParams) -> Timers:
+    row = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    if not isinstance(row, list) or not row or row[0] != TIMERS_VERSION:
+        raise TriggerError(f"unknown timers version {row[0] if row else None!r}")
+    _, armed, fired, marks = row
+    t = Timers(params, armed, fired, marks)
+    for key, (version, at_ms, step, _) in armed.items():
+        rule = params.rules.get(key.rpartition("|")[2])
+        if rule is None or step >= len(rule.delays_ms):
+            continue  # a rule switched off or shortened since: dropped at its deadline
+        t._heap.append((at_ms + rule.delays_ms[step], key, version, step))
+    heapq.heapify(t._heap)
+    return t

@@ -1,0 +1,147 @@
+"""Trigger rules on event time: fire, cancel, restart the clock, cooldown, reminders, snapshots
+(no sleeping: the watermark is driven by `Tick`s)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from models.customer import ProfileParams, step
+from models.events import Event
+from models.triggers import (
+    BROWSE,
+    CART,
+    CHECKOUT,
+    Rule,
+    Tick,
+    Timers,
+    Trigger,
+    TriggerError,
+    TriggerParams,
+    arm,
+    decode_timers,
+    encode_timers,
+)
+
+MIN = 60_000
+H = 60 * MIN
+T0 = 1_700_000_000_000
+PP = ProfileParams()
+
+
+def ev(n: int, name: str, minute: float, cid: str = "u1", **props: Any) -> Event:
+    t = T0 + int(minute * MIN)
+    return Event("track", f"{cid}-{n}", t, t, "web", user_id=cid, event=name, properties=props)
+
+
+class Run:
+    """Customers' steps and one shard of timers, watermark advanced by hand."""
+
+    def __init__(self, params: TriggerParams | None = None) -> None:
+        self.params = params or TriggerParams()
+        self.states: dict[str, Any] = {}
+        self.timers = Timers(self.params)
+        self.fired: list[Trigger] = []
+
+    def send(self, *events: Event) -> Run:
+        for e in events:
+            state, changed = step(self.states.get(e.customer_key), e, PP)
+            self.states[e.customer_key] = state
+            if changed:
+                for op in arm(state, e, self.params):
+                    self.timers.apply(op)
+        return self
+
+    def until(self, minute: float) -> list[tuple[str, str, int, float]]:
+        self.fired += self.timers.advance(Tick(0, T0 + int(minute * MIN)))
+        return [(t.rule, t.customer_id, t.step, (t.due_ms - T0) / MIN) for t in self.fired]
+
+
+def add(n: int, minute: float, pid: str = "p1", cid: str = "u1") -> Event:
+    return ev(n, "Product Added", minute, cid, product_id=pid, price=10.0, quantity=1,
+              currency="EUR")  # fmt: skip
+
+
+def test_abandoned_cart_fires_once_at_its_deadline() -> None:
+    r = Run().send(add(1, 0))
+    assert r.until(59) == []
+    assert r.until(60) == [(CART, "u1", 0, 60.0)]
+    assert r.until(600) == [(CART, "u1", 0, 60.0)]  # once
+    t = r.fired[0]
+    assert t.payload == {"items": [{"product_id": "p1", "quantity": 1.0, "price": 10.0}],
+                         "value": 10.0, "currency": "EUR"}  # fmt: skip
+
+
+def test_a_cart_change_restarts_the_clock_and_an_order_or_empty_cart_cancels() -> None:
+    r = Run().send(add(1, 0), add(2, 30, "p2"))
+    assert r.until(89) == []
+    assert r.until(90) == [(CART, "u1", 0, 90.0)]
+    r = Run().send(add(1, 0), ev(2, "Order Completed", 10, order_id="o1"))
+    assert r.until(600) == []
+    r = Run().send(add(1, 0), ev(2, "Product Removed", 10, product_id="p1"))
+    assert r.until(600) == []
+
+
+def test_checkout_started_moves_to_abandoned_checkout() -> None:
+    r = Run().send(add(1, 0), ev(2, "Checkout Started", 20))
+    assert r.until(79) == []
+    assert r.until(80) == [(CHECKOUT, "u1", 0, 80.0)]
+    r = Run().send(add(1, 0), ev(2, "Checkout Started", 20),
+                   ev(3, "Order Completed", 25, order_id="o"))  # fmt: skip
+    assert r.until(600) == []
+
+
+def test_cooldown_and_the_reminder_series() -> None:
+    r = Run().send(add(1, 0))
+    r.until(60)
+    r.send(ev(2, "Order Completed", 70, order_id="o1"), add(3, 120, "p2"))  # a new cart
+    assert r.until(600) == [(CART, "u1", 0, 60.0)]  # within 24 h of the first: not again
+    r.send(ev(4, "Order Completed", 700, order_id="o2"), add(5, 25 * 60, "p3"))
+    assert r.until(27 * 60)[-1] == (CART, "u1", 0, 26 * 60.0)  # after the cooldown: fires
+
+    series = TriggerParams(rules={**TriggerParams().rules, CART: Rule((H, 24 * H), 24 * H)})
+    r = Run(series).send(add(1, 0))
+    assert r.until(24 * 60 - 1) == [(CART, "u1", 0, 60.0)]
+    assert r.until(24 * 60) == [(CART, "u1", 0, 60.0), (CART, "u1", 1, 24 * 60.0)]
+    assert len({t.id for t in r.fired}) == 2
+    r = Run(series).send(add(1, 0))
+    r.until(60)
+    r.send(ev(2, "Order Completed", 120, order_id="o"))  # a purchase stops the series
+    assert len(r.until(48 * 60)) == 1
+
+
+def test_browse_abandonment() -> None:
+    views = [ev(i, "Product Viewed", i, product_id="p1", category="shoes") for i in range(3)]
+    r = Run().send(*views)
+    assert r.until(31) == []  # moved by every view: 30 min after the last (minute 2)
+    assert r.until(32) == [(BROWSE, "u1", 0, 32.0)]
+    assert r.fired[0].payload["views"] == 3
+    # two views only, or something added to the cart in the session: nothing
+    assert Run().send(*views[:2]).until(600) == []
+    r = Run().send(*views[:2], add(9, 3), views[2])
+    assert [t.rule for t in r.fired] == [] and r.until(600) == [(CART, "u1", 0, 63.0)]
+    # three views of one category count too
+    cat = [ev(i, "Product Viewed", i, product_id=f"p{i}", category="bags") for i in range(3)]
+    assert Run().send(*cat).until(600) == [(BROWSE, "u1", 0, 32.0)]
+
+
+def test_trigger_ids_are_stable_and_the_watermark_is_the_oldest_partition() -> None:
+    a, b = Run().send(add(1, 0)), Run().send(add(1, 0))
+    a.until(60)
+    b.until(60)
+    assert a.fired[0].id == b.fired[0].id
+    two = Run(TriggerParams(partitions=2)).send(add(1, 0))
+    assert two.timers.advance(Tick(0, T0 + 2 * H)) == []  # partition 1 has not reported
+    assert two.timers.advance(Tick(1, T0 + 30 * MIN)) == []
+    assert [t.rule for t in two.timers.advance(Tick(1, T0 + 61 * MIN))] == [CART]
+
+
+def test_timers_snapshot_round_trip_then_fire_as_before() -> None:
+    r = Run().send(add(1, 0), add(2, 0, cid="u2"), ev(3, "Checkout Started", 5, "u2"))
+    r.until(30)
+    back = decode_timers(encode_timers(r.timers), r.params)
+    fired = back.advance(Tick(0, T0 + 10 * H))
+    assert sorted((t.rule, t.customer_id) for t in fired) == [(CART, "u1"), (CHECKOUT, "u2")]
+    with pytest.raises(TriggerError, match="version"):
+        decode_timers(b"\x91\x07", r.params)
