@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 KeyList = Annotated[tuple[SecretStr, ...], NoDecode]
+Delays = Annotated[tuple[int, ...], NoDecode]
 
 
 class ConfigError(Exception):
@@ -116,6 +117,26 @@ class Settings(BaseSettings):
         description="Products in the published index: the most trending.",
     )  # fmt: skip
 
+    # --- triggers -------------------------------------------------------------------------------
+    # a series of delays (seconds, comma-separated) from the last cart change / the checkout /
+    # the last view: "3600,86400" = after 1 h, then a reminder after 24 h; "" turns a rule off
+    trigger_cart_s: Delays = Field(default=(3600,), description="Abandoned cart delays.")
+    trigger_checkout_s: Delays = Field(default=(3600,), description="Abandoned checkout delays.")
+    trigger_browse_s: Delays = Field(default=(1800,), description="Browse abandonment delays.")
+    trigger_cooldown_s: int = Field(
+        default=86_400, ge=0, description="A rule fires for a customer at most once per this."
+    )
+    trigger_browse_views: int = Field(
+        default=3, ge=1, le=100,
+        description="Views of one product or category in a session that make browsing count.",
+    )  # fmt: skip
+    trigger_shards: int = Field(
+        default=16, ge=1, le=4096, description="Timer shards (the unit of timer parallelism)."
+    )
+    triggers_maxlen: int = Field(
+        default=1_000_000, ge=1000, description="The triggers stream is trimmed to about this."
+    )
+
     # --- API --------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -127,6 +148,26 @@ class Settings(BaseSettings):
     def _split_channels(cls, v: Any) -> Any:
         if isinstance(v, str):
             return tuple(part.strip().lower() for part in v.split(",") if part.strip())
+        return v
+
+    @field_validator("trigger_cart_s", "trigger_checkout_s", "trigger_browse_s", mode="before")
+    @classmethod
+    def _split_delays(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return tuple(int(part) for part in v.split(",") if part.strip())
+            except ValueError:
+                raise ValueError(
+                    f"{v!r}: seconds, comma-separated and increasing (e.g. 3600,86400), "
+                    "or empty to turn the rule off"
+                ) from None
+        return v
+
+    @field_validator("trigger_cart_s", "trigger_checkout_s", "trigger_browse_s")
+    @classmethod
+    def _check_delays(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d <= 0 for d in v) or list(v) != sorted(set(v)):
+            raise ValueError(f"{v}: delays must be positive and increasing (e.g. 3600,86400)")
         return v
 
     @field_validator("redis_url")

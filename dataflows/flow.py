@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,10 @@ from dataflows.redis_io import (
     PRODUCTS,
     PROFILE,
     SEND,
+    TICK,
+    TIMER,
+    TRIGGER,
+    Keyed,
     Output,
     RedisProfileSink,
     RedisStreamSource,
@@ -63,34 +68,27 @@ from models.products import (
     observations,
 )
 from models.profile import encode_profile
+from models.triggers import (
+    ARMING,
+    BROWSE,
+    CART,
+    CHECKOUT,
+    Rule,
+    Tick,
+    TimerOp,
+    Timers,
+    TriggerParams,
+    arm,
+    decode_timers,
+    encode_timers,
+)
 
 _SLOW = frozenset({ERASE, DECISION})
-
-
-OBSERVE_EVERY = 2_000  # product interactions a worker collects before it sends them on
-OBSERVE_WITHIN_S = 1.0  # ... or once this old
 
 
 class _Local(threading.local):
     def __init__(self) -> None:
         self.out = Outbox()
-        # Product interactions of every customer this worker steps, sent to the "products"
-        # step in chunks: one Bytewax item per thousands, not one per customer batch (which
-        # cost ~15% of the flow). A crash loses at most one chunk of these statistics.
-        self.observed: list[Observation] = []
-        self.observed_since = time.monotonic()
-
-    def take_observed(self, force: bool = False) -> list[Output]:
-        observed = self.observed
-        if not observed or not (
-            force
-            or len(observed) >= OBSERVE_EVERY
-            or time.monotonic() - self.observed_since >= OBSERVE_WITHIN_S
-        ):
-            return []
-        self.observed = []
-        self.observed_since = time.monotonic()
-        return [(OBSERVE, observed, None)]
 
 
 _LOCAL = _Local()
@@ -100,7 +98,24 @@ def identity_params(settings: Settings) -> IdentityParams:
     return IdentityParams(enabled=settings.identity, max_ids=settings.identity_max_ids)
 
 
-class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
+def trigger_params(settings: Settings) -> TriggerParams | None:
+    """The trigger rules of `settings`; None when every rule is off."""
+    day = settings.trigger_cooldown_s * 1000
+    rules = {
+        CART: Rule(tuple(d * 1000 for d in settings.trigger_cart_s), day),
+        CHECKOUT: Rule(tuple(d * 1000 for d in settings.trigger_checkout_s), day),
+        BROWSE: Rule(tuple(d * 1000 for d in settings.trigger_browse_s), day),
+    }
+    if not any(r.enabled for r in rules.values()):
+        return None
+    return TriggerParams(rules, settings.trigger_browse_views, settings.partitions)
+
+
+def shard_of(customer_id: str, shards: int) -> str:
+    return str(zlib.crc32(customer_id.encode()) % shards)
+
+
+class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
     """Applies `models.identity.Stitcher` (which steps `models.customer`) to the events and
     control records of one id; emits its profile if changed, link updates and control records.
 
@@ -116,6 +131,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         recovery: bool = True,
         prior: Lookup | None = None,
         products: bool = True,
+        triggers: TriggerParams | None = None,
     ) -> None:
         if resume == b"":
             raise RuntimeError(
@@ -126,6 +142,8 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         self.ip = ip
         self.prior = prior
         self._actions = ACTIONS if products else {}  # product events worth observing
+        self.triggers = triggers
+        self._arming = ARMING if triggers is not None else frozenset()
         # Bytewax does not tell a logic its key: it is the node's, or the first item's
         self.node: Node | None = decode_node(resume) if resume else None
         self.stitcher: Stitcher | None = None  # made on first need: most ids never need it
@@ -135,17 +153,22 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
         self._snapshot: bytes | None = resume if recovery else b""
         self._recovery = recovery
 
-    def on_batch(self, values: list[Event | Control]) -> tuple[list[Output], bool]:
+    def on_batch(self, values: list[Event | Control | Tick]) -> tuple[list[Output], bool]:
+        if type(values[0]) is Tick:  # the source's watermarks (their own key): to the timers
+            return [(TICK, t, None) for t in values], StatefulBatchLogic.DISCARD
         # The common case, inline (it runs for every event): a canonical id (or a new one) and
         # events that bring no id it does not know. The first item that is anything else goes
         # to the `Stitcher` with everything after it.
         node = self.node
         done = 0
         changed = False
+        timers: list[TimerOp] | None = None
+        observed: list[Observation] | None = None  # product interactions, for the index
         if node is None or (node.target is None and not node.pending):
             pp = self.params
             check = self.ip.enabled
             actions = self._actions
+            arming = self._arming
             for ev in values:
                 if (
                     type(ev) is not Event
@@ -165,7 +188,16 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
                 if step(customer, ev, pp)[1]:
                     changed = True
                     if ev.event in actions:  # a product interaction, for the product index
-                        _LOCAL.observed += observations(customer.recent, ev)
+                        obs = observations(customer.recent, ev)
+                        if observed is None:
+                            observed = obs
+                        else:
+                            observed += obs
+                    if ev.event in arming:  # may set or cancel a trigger timer
+                        assert self.triggers is not None
+                        ops = arm(customer, ev, self.triggers)
+                        if ops:
+                            timers = ops if timers is None else timers + ops
                 done += 1
         if done == len(values):
             if not changed:
@@ -174,20 +206,29 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
                 self._snapshot = None
             assert node is not None and node.customer is not None
             blob = encode_profile(node.customer, self.params, node.ids)
-            if _LOCAL.observed:
-                return [(PROFILE, blob, None), *_LOCAL.take_observed()], StatefulBatchLogic.RETAIN
+            if observed or timers:
+                emit: list[Output] = [(PROFILE, blob, None)]
+                if observed:
+                    emit.append((OBSERVE, observed, None))
+                if timers:
+                    emit += _timer_outputs(timers, node)
+                return emit, StatefulBatchLogic.RETAIN
             return [(PROFILE, blob, None)], StatefulBatchLogic.RETAIN
+        if timers:
+            _LOCAL.out.timers += timers
+        if observed:
+            _LOCAL.out.observed += observed
         return self._stitch(values[done:] if done else values, changed)
 
-    def on_eof(self) -> tuple[list[Output], bool]:
-        return _LOCAL.take_observed(force=True), StatefulBatchLogic.RETAIN
-
-    def _stitch(self, values: list[Event | Control], changed: bool) -> tuple[list[Output], bool]:
+    def _stitch(self, values: list[Any], changed: bool) -> tuple[list[Output], bool]:
+        # `values`: events and control records (ticks have a key of their own)
         out = _LOCAL.out  # one per worker thread, reset after use: no allocation per batch
         stitcher = self.stitcher
         if stitcher is None:
             key = self.node.key if self.node is not None else key_of(values[0])
-            stitcher = self.stitcher = Stitcher(key, self.ip, self.params, self.prior)
+            stitcher = self.stitcher = Stitcher(
+                key, self.ip, self.params, self.prior, tp=self.triggers
+            )
         node = self.node = stitcher.apply(self.node, values, out)
         changed |= out.profile_changed
         if self._recovery:
@@ -211,9 +252,11 @@ class CustomerLogic(StatefulBatchLogic[Event | Control, Output, bytes]):
             out.examples = []
         if out.observed:
             if self._actions:
-                _LOCAL.observed += out.observed
+                emit.append((OBSERVE, out.observed, None))
             out.observed = []
-        emit += _LOCAL.take_observed()
+        if out.timers:
+            emit += _timer_outputs(out.timers, node)
+            out.timers = []
         if node is None:
             return emit, StatefulBatchLogic.DISCARD
         if changed and node.customer is not None and node.target is None:
@@ -245,6 +288,55 @@ class ArmLogic(StatefulBatchLogic[Example, Output, bytes]):
     def snapshot(self) -> bytes:
         assert self._blob is not None
         return self._blob
+
+
+def _timer_outputs(ops: list[TimerOp], node: Node | None) -> list[Output]:
+    ids = list(node.ids) if node is not None else []
+    for t in ops:
+        if t.payload is not None:
+            t.payload["ids"] = ids  # the customer's other ids, for the trigger's readers
+    return [(TIMER, t, None) for t in ops]
+
+
+class TimersLogic(StatefulBatchLogic[TimerOp | Tick, Output, bytes]):
+    """One shard of trigger timers (`models.triggers.Timers`): applies the timer changes of
+    its customers, then the watermark ticks, and emits the triggers that come due."""
+
+    def __init__(self, params: TriggerParams, resume: bytes | None) -> None:
+        self.timers = decode_timers(resume, params) if resume else Timers(params)
+        self._snapshot = resume
+
+    def on_batch(self, values: list[TimerOp | Tick]) -> tuple[list[Output], bool]:
+        timers = self.timers
+        ticks: list[Tick] = []
+        for v in values:
+            if type(v) is Tick:
+                ticks.append(v)
+            else:
+                timers.apply(v)  # type: ignore[arg-type]
+        fired_at = time.time_ns() // 1_000_000
+        out: list[Output] = []
+        for tick in ticks:  # after this batch's timer changes: a cancel wins a close race
+            out += [(TRIGGER, t, fired_at) for t in timers.advance(tick)]
+        self._snapshot = None
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        if self._snapshot is None:
+            self._snapshot = encode_timers(self.timers)
+        return self._snapshot
+
+
+def _to_shards(shards: int) -> Any:
+    every = [str(i) for i in range(shards)]
+
+    def route(item: tuple[str, Output]) -> list[tuple[str, TimerOp | Tick]]:
+        tag, value, _ = item[1]
+        if tag == TICK:
+            return [(s, value) for s in every]
+        return [(shard_of(value.customer_id, shards), value)]
+
+    return route
 
 
 class ProductsLogic(StatefulBatchLogic[list[Observation], Output, bytes]):
@@ -320,7 +412,10 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
 def redis_sink(settings: Settings) -> RedisProfileSink:
     """The profile keys of `settings`."""
     return RedisProfileSink(
-        client_factory(settings.require_redis()), Keys(settings.key_prefix), settings.partitions
+        client_factory(settings.require_redis()),
+        Keys(settings.key_prefix),
+        settings.partitions,
+        settings.triggers_maxlen,
     )
 
 
@@ -342,7 +437,7 @@ def link_lookup(settings: Settings) -> Lookup:
 
 def build_flow(
     settings: Settings,
-    source: Source[tuple[str, Event | Control]] | None = None,
+    source: Source[Keyed] | None = None,
     sink: Sink[tuple[str, Output]] | None = None,
     *,
     recovery: bool = True,
@@ -354,6 +449,7 @@ def build_flow(
     sink = sink or redis_sink(settings)
     params = profile_params(settings)
     ip = identity_params(settings)
+    triggers = trigger_params(settings)
 
     flow = Dataflow("nudge")
     # the source keys events by id (`Event.customer_key`) and control records by addressee
@@ -361,7 +457,9 @@ def build_flow(
     outputs = op.stateful_batch(
         "update_customer",
         keyed,
-        lambda resume: CustomerLogic(params, ip, resume, recovery, prior, settings.products),
+        lambda resume: CustomerLogic(
+            params, ip, resume, recovery, prior, settings.products, triggers
+        ),
     )  # (id, Output)
     # labelled decisions go on to the learners, one per (message, channel) arm; product
     # interactions to the product index (one, shop-wide)
@@ -369,12 +467,20 @@ def build_flow(
     rest = op.branch("split_examples", split.falses, lambda kv: kv[1][0] == LEARN)
     examples = op.map("key_by_arm", rest.trues, _by_arm)  # (arm, Example)
     models = op.stateful_batch("learn", examples, ArmLogic)  # (arm, (MODEL, blob, None))
-    observed = op.map("key_products", rest.falses, _products)  # ("products", [Observation])
+    # trigger timers and the watermark go to the timer shards (ticks to every shard)
+    others = op.branch("split_timers", rest.falses, lambda kv: kv[1][0] == OBSERVE)
+    writes = [split.trues, models]
+    if triggers is not None:
+        tp = triggers
+        shards = op.flat_map("to_shards", others.falses, _to_shards(settings.trigger_shards))
+        fired = op.stateful_batch("timers", shards, lambda resume: TimersLogic(tp, resume))
+        writes.append(fired)  # (shard, (TRIGGER, Trigger, fired at))
+    observed = op.map("key_products", others.trues, _products)  # ("products", [Observation])
     every_s, published = settings.products_publish_s, settings.products_published
     index = op.stateful_batch(
         "products", observed, lambda resume: ProductsLogic(resume, every_s, published)
     )  # ("products", (PRODUCTS, blob, version))
-    op.output("write_profiles", op.merge("writes", split.trues, models, index), sink)
+    op.output("write_profiles", op.merge("writes", *writes, index), sink)
     return flow
 
 

@@ -10,8 +10,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -28,6 +30,8 @@ from models.identity import (
     encode_controls,
 )
 from models.keys import Keys, layout_error, partition_for, stream_id
+from models.profile import iso
+from models.triggers import Tick, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ def check_layout(client: redis.Redis, keys: Keys, partitions: int) -> None:
         raise RecoveryStoreError(problem)
 
 
-Keyed = tuple[str, Event | Control]
+Keyed = tuple[str, Event | Control | Tick]
 
 # What the dataflow's steps emit, keyed by an id (or an arm), and the sink writes: (tag, a, b)
 PROFILE = 0  # (PROFILE, blob or ERASED, None)
@@ -85,6 +89,13 @@ LEARN = 4  # (LEARN, models.feedback.Example, None): to the "learn" step, never 
 MODEL = 5  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
 OBSERVE = 6  # (OBSERVE, [models.products.Observation], None): to the "products" step
 PRODUCTS = 7  # (PRODUCTS, msgpack product index, version): the sink publishes it
+TICK = 8  # (TICK, models.triggers.Tick, None): to every timer shard
+TIMER = 9  # (TIMER, models.triggers.TimerOp, None): to the customer's timer shard
+TRIGGER = 10  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
+TICK_KEY = "\x00ticks"  # the key the source gives watermark ticks (never a customer id)
+TICK_EVERY_MS = 200  # a partition's watermark is sent when it moved at least this much
+TRIGGER_DEDUPE_S = 7 * 86_400  # a trigger id delivered within this is not appended again
+TRIGGERS_ADD_LUA = (Path(__file__).parent / "triggers_add.lua").read_text()
 Output = tuple[int, Any, Any]
 ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
 
@@ -105,6 +116,8 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         backoff_s: float,
         trim_after_s: float | None,
         clock: Callable[[], float] = time.monotonic,
+        partition: int = 0,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         trimmed: Any = client.hget(keys.progress(), stream)
         if trimmed is not None and stream_id(resume_id or "0-0") < stream_id(trimmed):
@@ -141,6 +154,12 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         # than `trim_after_s` are durably processed and may be trimmed.
         self._snapshots: deque[tuple[float, str]] = deque()
         self._progress_at = 0.0
+        # event-time watermark (`models.triggers`): the newest event time read up to the
+        # previous read while behind, the wall clock once caught up
+        self._partition = partition
+        self._wall_ms = wall_ms
+        self._max_ts = -(2**62)
+        self._sent_wm = -(2**62)
 
     def next_batch(self) -> list[Keyed]:
         now = self._clock()
@@ -152,11 +171,11 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         if not resp:
             self._backoff = min(self._max_backoff, max(0.001, self._backoff * 2))
             self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff)
-            return []
+            return self._tick(max(self._max_ts, self._wall_ms()))
         self._backoff = 0.0
         self._awake = None
         entries = resp[0][1]
-        out: list[Keyed] = []
+        out: list[Keyed] = self._tick(self._max_ts)  # what earlier reads brought is out
         for entry_id, fields in entries:
             try:
                 payload = fields.get(ENTRY_FIELD)
@@ -171,9 +190,18 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
             except (CodecError, IdentityError, KeyError) as exc:
                 self._dead_letter(entry_id, fields, exc)
         self._last_id = entries[-1][0].decode()
+        for _, item in out:
+            if type(item) is Event and item.timestamp > self._max_ts:
+                self._max_ts = item.timestamp
         per_entry = max(1, len(out) // len(entries))
         self._count = max(1, min(MAX_READ_ENTRIES, self._read_events // per_entry))
         return out
+
+    def _tick(self, watermark: int) -> list[Keyed]:
+        if watermark < self._sent_wm + TICK_EVERY_MS:
+            return []
+        self._sent_wm = watermark
+        return [(TICK_KEY, Tick(self._partition, watermark))]
 
     def _dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
         log.error("undecodable entry %s in %s: %s", entry_id, self._stream, exc)
@@ -249,15 +277,20 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
             self._read_events,
             self._backoff_s,
             self._trim_after_s,
+            partition=self._streams.index(for_part),
         )
 
 
 class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
-    def __init__(self, client: redis.Redis, keys: Keys, partitions: int) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, partitions: int, triggers_maxlen: int
+    ) -> None:
         self._r = client
         self._keys = keys
         self._streams = keys.all_events(partitions)
         self._partitions = partitions
+        self._triggers_maxlen = triggers_maxlen
+        self._add_triggers = client.register_script(TRIGGERS_ADD_LUA)
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
         # Everything of a batch in one round trip. Several updates of one key in a batch: the
@@ -266,6 +299,7 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         profile, link = self._keys.profile, self._keys.link
         latest: dict[str, bytes | str] = {}
         sends: dict[int, list[Control]] = {}
+        triggers: list[tuple[Trigger, int]] = []
         notes = 0
         for key, (tag, a, b) in items:
             if tag == PROFILE:  # the blob, or ERASED to delete
@@ -279,12 +313,16 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
                 latest[self._keys.products_version()] = b
             elif tag == SEND:  # a control record for the id `a.to`
                 sends.setdefault(partition_for(a.to, self._partitions), []).append(a)
+            elif tag == TRIGGER:  # a fired trigger, and when it fired
+                triggers.append((a, b))
             else:  # NOTE
                 log.warning("%s", a)
                 notes += 1
         deleted = [k for k, v in latest.items() if not v]
         for k in deleted:
             del latest[k]
+        if triggers:
+            self._append_triggers(triggers)
         if not deleted and not sends and not notes and 0 < len(latest) <= MSET_CHUNK:
             self._r.mset(latest)
             return
@@ -308,18 +346,55 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
             pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
         pipe.execute()
 
+    def _append_triggers(self, triggers: list[tuple[Trigger, int]]) -> None:
+        """Each trigger once (`triggers_add.lua`), before the state that follows from it."""
+        keys = [self._keys.triggers()]
+        args: list[Any] = [self._triggers_maxlen, TRIGGER_DEDUPE_S]
+        for t, fired_at in triggers:
+            keys.append(self._keys.trigger_sent(t.id))
+            args += [t.id, t.rule, t.customer_id, trigger_document(t, fired_at)]
+        self._add_triggers(keys=keys, args=args)
+
     def close(self) -> None:
         self._r.close()
+
+
+def trigger_document(t: Trigger, fired_at_ms: int) -> bytes:
+    """The JSON a consumer of the triggers stream reads (field ``data``)."""
+    payload = dict(t.payload)
+    ids = payload.pop("ids", [])
+    return orjson.dumps(
+        {
+            "id": t.id,
+            "type": t.rule,
+            "customer_id": t.customer_id,
+            "ids": ids,
+            "step": t.step,
+            "due_at": iso(t.due_ms),
+            "since": iso(t.at_ms),
+            "fired_at": iso(fired_at_ms),
+            **payload,
+        }
+    )
 
 
 class RedisProfileSink(DynamicSink[tuple[str, Output]]):
     """Writes a batch's profiles and identity links, and appends its control records to the
     event streams, in one pipelined round trip (idempotent: see `models.identity`)."""
 
-    def __init__(self, make_client: ClientFactory, keys: Keys, partitions: int) -> None:
+    def __init__(
+        self,
+        make_client: ClientFactory,
+        keys: Keys,
+        partitions: int,
+        triggers_maxlen: int = 1_000_000,
+    ) -> None:
         self._make_client = make_client
         self._keys = keys
         self._partitions = partitions
+        self._triggers_maxlen = triggers_maxlen
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProfilePartition:
-        return _ProfilePartition(self._make_client(), self._keys, self._partitions)
+        return _ProfilePartition(
+            self._make_client(), self._keys, self._partitions, self._triggers_maxlen
+        )

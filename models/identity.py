@@ -51,6 +51,7 @@ from models.customer import (
 from models.events import ERASE, Event
 from models.feedback import Example, FeedbackParams, Waiting, is_feedback, watch
 from models.products import ACTIONS, Observation, observations
+from models.triggers import ARMING, TimerOp, TriggerParams, arm, disarm, rearm
 
 NODE_VERSION: Final = 1
 CONTROL_VERSION: Final = 1
@@ -229,6 +230,7 @@ class Outbox:
     notes: list[str] = field(default_factory=list)  # refusals, for logs and metrics
     examples: list[Example] = field(default_factory=list)  # labelled decisions, for learning
     observed: list[Observation] = field(default_factory=list)  # product interactions
+    timers: list[TimerOp] = field(default_factory=list)  # trigger timers set or cancelled
 
 
 def encode_node(n: Node) -> bytes:
@@ -301,7 +303,7 @@ class Stitcher:
     or its data would be merged into two customers.
     """
 
-    __slots__ = ("fp", "ip", "key", "pp", "prior")
+    __slots__ = ("fp", "ip", "key", "pp", "prior", "tp")
 
     def __init__(
         self,
@@ -310,12 +312,14 @@ class Stitcher:
         pp: ProfileParams,
         prior: Lookup | None = None,
         fp: FeedbackParams | None = None,
+        tp: TriggerParams | None = None,
     ) -> None:
         self.key = key
         self.ip = ip
         self.pp = pp
         self.prior = prior
         self.fp = fp or FeedbackParams()
+        self.tp = tp  # None: no trigger timers
 
     def apply(self, node: Node | None, items: list[Event | Control], out: Outbox) -> Node | None:
         """Fold a batch of items into `node`; effects go to `out`. Returns the new node (None
@@ -378,6 +382,8 @@ class Stitcher:
         out.profile_changed = True
         if ev.event in ACTIONS:
             out.observed += observations(customer.recent, ev)
+        if self.tp is not None and ev.event in ARMING:
+            out.timers += arm(customer, ev, self.tp)
         if not self.ip.enabled:
             return
         key = self.key
@@ -499,6 +505,8 @@ class Stitcher:
         )  # fmt: skip
         if node.customer is not None:
             out.removed = True
+            if self.tp is not None:  # its timers move with it (re-armed by the canonical id)
+                out.timers += disarm(key)
         out.links[key] = c.sender
         return Node(key, node.kind, target=c.sender)
 
@@ -523,6 +531,8 @@ class Stitcher:
                 merge(mine, theirs, key, self.pp) if mine is not None else _rename(theirs, key)
             )
             out.profile_changed = True
+            if self.tp is not None:
+                out.timers += rearm(node.customer, self.tp)
         asked = node.asked
         for other in (c.sender, *c.ids):
             if other != key and other not in node.ids:

@@ -94,6 +94,14 @@ class Keys:
     def products_version(self) -> str:
         return f"{self.base}:{{products}}:version"
 
+    def triggers(self) -> str:
+        """The stream of fired triggers (`models.triggers`), for consumer groups."""
+        return f"{self.base}:triggers:{{t}}"
+
+    def trigger_sent(self, trigger_id: str) -> str:
+        """Marks a trigger id as delivered to `triggers` (same slot: one script does both)."""
+        return f"{self.base}:triggers:{{t}}:sent:{trigger_id}"
+
     def stats(self) -> str:
         """Hash of deployment-wide counters (``identity_merges_refused``)."""
         return f"{self.base}:stats"

@@ -46,6 +46,10 @@ CHECKOUT: Final = "abandoned_checkout"
 BROWSE: Final = "browse_abandonment"
 RULES: Final = (CART, CHECKOUT, BROWSE)
 CHECKOUT_STARTED: Final = "Checkout Started"
+# the events `arm` looks at (the dataflow calls it for these only)
+ARMING: Final = frozenset(
+    {PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED, CHECKOUT_STARTED, ORDER_COMPLETED}
+)
 TIMERS_VERSION: Final = 1
 _CANCEL: Final = -1
 
@@ -148,6 +152,23 @@ def arm(state: CustomerState, ev: Event, params: TriggerParams) -> list[TimerOp]
     return []
 
 
+def disarm(customer_id: str) -> list[TimerOp]:
+    """Cancel every timer of an id (merged into another customer)."""
+    return [TimerOp(customer_id, rule, _CANCEL) for rule in RULES]
+
+
+def rearm(state: CustomerState, params: TriggerParams) -> list[TimerOp]:
+    """The cart timer of a customer whose state was just merged from two ids: the combined
+    cart's, from its latest change (a checkout or browse timer of the merged-away id is
+    not carried over)."""
+    cart = state.cart()
+    if not params.rules[CART].enabled or not cart or state.cart_updated is None:
+        return []
+    at = state.cart_updated
+    return [TimerOp(state.customer_id, CART, _cart_version(cart, at), at,
+                    _cart_payload(cart, None))]  # fmt: skip
+
+
 def _browse(state: CustomerState, ev: Event, params: TriggerParams) -> list[TimerOp]:
     if not state.sessions:
         return []
@@ -182,9 +203,9 @@ def _cart_version(cart: dict[str, list[float]], at_ms: int) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=7).digest(), "big")
 
 
-def _cart_payload(cart: dict[str, list[float]], ev: Event) -> dict[str, Any]:
+def _cart_payload(cart: dict[str, list[float]], ev: Event | None) -> dict[str, Any]:
     items = [{"product_id": pid, "quantity": q, "price": p} for pid, (q, p) in sorted(cart.items())]
-    currency = ev.properties.get("currency")
+    currency = ev.properties.get("currency") if ev is not None else None
     return {
         "items": items,
         "value": round(sum(q * (p or 0.0) for q, p in cart.values()), 2),

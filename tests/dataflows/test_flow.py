@@ -182,3 +182,36 @@ def test_served_decisions_and_their_outcomes_train_the_arm_models() -> None:
     assert all(decode_profile(b).counts == {"Message Clicked": 1} or
                decode_profile(b).counts == {"Message Dismissed": 1}
                for _, b in profile_blobs(out))  # fmt: skip
+
+
+def test_trigger_timers_fire_on_the_sources_watermark() -> None:
+    from dataflows.redis_io import TICK_KEY, TRIGGER
+    from models.triggers import CART, Tick
+
+    h = 3_600_000
+    t = 1_700_000_000_000
+
+    def added(cid: str, n: int, at: int) -> Event:
+        return Event("track", f"{cid}{n}", at, NOW, "web", user_id=cid, event="Product Added",
+                     properties={"product_id": "p1", "price": 5.0})  # fmt: skip
+
+    items: list[tuple[str, Any]] = [
+        ("left", added("left", 1, t)),
+        ("bought", added("bought", 1, t)),
+        ("bought", Event("track", "o", t + 60_000, NOW, "web", user_id="bought",
+                         event="Order Completed", properties={"order_id": "o1"})),
+        (TICK_KEY, Tick(0, t + h - 1)),  # not yet
+        ("moved", added("moved", 1, t)),
+        ("moved", added("moved", 2, t + 30 * 60_000)),  # restarts its clock
+        (TICK_KEY, Tick(0, t + h)),
+        (TICK_KEY, Tick(0, t + 2 * h)),
+    ]  # fmt: skip
+    out: list[tuple[str, Output]] = []
+    settings = Settings(partitions=1, trigger_shards=4)
+    run_main(build_flow(settings, TestingSource(items, 1), TestingSink(out)))
+    fired = [v[1] for _, v in out if v[0] == TRIGGER]
+    assert sorted((f.customer_id, f.rule, f.due_ms - t) for f in fired) == [
+        ("left", CART, h),
+        ("moved", CART, h + 30 * 60_000),
+    ]
+    assert fired[0].payload["items"] == [{"product_id": "p1", "quantity": 1.0, "price": 5.0}]

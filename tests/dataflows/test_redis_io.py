@@ -8,10 +8,16 @@ import msgpack
 import pytest
 import redis
 
-from dataflows.redis_io import RecoveryStoreError, RedisProfileSink, RedisStreamSource
+from dataflows.redis_io import (
+    TICK_KEY,
+    RecoveryStoreError,
+    RedisProfileSink,
+    RedisStreamSource,
+)
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event
 from models.keys import Keys
+from models.triggers import Tick
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +35,11 @@ def events(n: int, start: int = 0) -> list[Event]:
         Event("track", f"m{i}", i, i, "web", user_id=f"u{i % 3}", event="E")
         for i in range(start, start + n)
     ]
+
+
+def only_events(batch: list) -> list:  # type: ignore[type-arg]
+    """A read without the watermark ticks."""
+    return [kv for kv in batch if kv[0] != TICK_KEY]
 
 
 def add(client: redis.Redis, stream: str, evs: list[Event]) -> str:
@@ -50,14 +61,38 @@ def test_reads_in_order_resumes_and_backs_off(rclient: redis.Redis, prefix: str)
     keys, p, _ = part(rclient, prefix)
     stream = keys.events(0)
     ids = [add(rclient, stream, events(2, 2 * i)) for i in range(3)]
-    assert [e.message_id for _, e in p.next_batch()] == ["m0", "m1", "m2", "m3"]  # 2 entries
+    assert [e.message_id for _, e in only_events(p.next_batch())] == [
+        "m0",
+        "m1",
+        "m2",
+        "m3",
+    ]  # 2 entries
     assert p.next_awake() is None
     assert p.snapshot() == ids[1]
     # a new partition resuming from the snapshot reads only what follows
     _, q, _ = part(rclient, prefix, resume=ids[1])
-    assert [e.message_id for _, e in q.next_batch()] == ["m4", "m5"]
-    assert q.next_batch() == []
+    assert [e.message_id for _, e in only_events(q.next_batch())] == ["m4", "m5"]
+    assert [k for k, _ in q.next_batch()] == [TICK_KEY]  # nothing new: only the watermark
     assert q.next_awake() is not None  # idle: wait before the next read
+
+
+def test_the_watermark_trails_the_reads_then_follows_the_wall_clock(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    keys, p, _ = part(rclient, prefix)
+    p._wall_ms = lambda: 10**12
+    stream = keys.events(0)
+    h = 3_600_000
+    add(rclient, stream, [Event("track", "a", 5 * h, 5 * h, "web", user_id="u", event="E")])
+    first = p.next_batch()
+    assert [type(v).__name__ for _, v in first] == ["Event"]  # nothing read before: no tick
+    add(rclient, stream, [Event("track", "b", 9 * h, 9 * h, "web", user_id="u", event="E")])
+    ticks = [v for k, v in p.next_batch() if k == TICK_KEY]
+    # behind: the newest event time of the reads before this one (its events are not out yet)
+    assert ticks == [Tick(0, 5 * h)]
+    # caught up: the wall clock (a live trigger fires as its deadline passes)
+    assert [v for _, v in p.next_batch()] == [Tick(0, 10**12)]
+    assert p.next_batch() == []  # sent only when it moved by TICK_EVERY_MS
 
 
 def test_undecodable_entry_is_dead_lettered_not_fatal(rclient: redis.Redis, prefix: str) -> None:
@@ -76,7 +111,7 @@ def test_undecodable_entry_is_dead_lettered_not_fatal(rclient: redis.Redis, pref
         },
     )
     add(rclient, stream, events(1))
-    got = [e.message_id for _ in range(4) for _, e in p.next_batch()]
+    got = [e.message_id for _ in range(4) for _, e in only_events(p.next_batch())]
     assert got == ["m0"]
     dead = rclient.xrange(keys.deadletter())
     assert len(dead) == 5
@@ -189,14 +224,14 @@ def test_source_and_sink_ride_out_a_redis_restart(tmp_path: Path) -> None:
         src = RedisStreamSource(make, keys, 1, read_events=100)
         p = src.build_part("read_events", keys.events(0), None)
         sink = RedisProfileSink(make, keys, 1).build("write_profiles", 0, 1)
-        assert [e.message_id for _, e in p.next_batch()] == ["m0", "m1"]
+        assert [e.message_id for _, e in only_events(p.next_batch())] == ["m0", "m1"]
         server.stop()  # a Redis restart: AOF keeps the streams
         restarted = threading.Timer(0.5, server.start)
         restarted.start()
         started = time.monotonic()
         add(client, keys.events(0), events(1, 2))  # retried until Redis is back
         restarted.join()
-        assert [e.message_id for _, e in p.next_batch()] == ["m2"]
+        assert [e.message_id for _, e in only_events(p.next_batch())] == ["m2"]
         sink.write_batch([("u0", (0, b"profile", None))])
         assert client.get(keys.profile("u0")) == b"profile"
         assert time.monotonic() - started < 30
