@@ -112,6 +112,9 @@ def env_for(settings: Settings) -> dict[str, str]:
         "NUDGE_IDENTITY_MAX_IDS": str(settings.identity_max_ids),
         "NUDGE_IDLE_BACKOFF_MS": "20",
         "NUDGE_READ_EVENTS": "200",  # small reads: many batches, so a kill lands mid-replay
+        "NUDGE_TRIGGER_CART_S": ",".join(map(str, settings.trigger_cart_s)),
+        "NUDGE_TRIGGER_CHECKOUT_S": ",".join(map(str, settings.trigger_checkout_s)),
+        "NUDGE_TRIGGER_BROWSE_S": ",".join(map(str, settings.trigger_browse_s)),
         "PYTHONPATH": str(ROOT),
     }
 
