@@ -426,6 +426,8 @@ class Stitcher:
             out.links[self.key] = ""
             return
         out.removed = True
+        if self.tp is not None:  # a pending trigger must not outlive the customer's data
+            out.timers += disarm(self.key)
         if node is not None:
             for other in node.ids:
                 out.links[other] = ""

@@ -186,6 +186,7 @@ def test_served_decisions_and_their_outcomes_train_the_arm_models() -> None:
 
 def test_trigger_timers_fire_on_the_sources_watermark() -> None:
     from dataflows.redis_io import TICK_KEY, TRIGGER
+    from models.events import erase_marker
     from models.triggers import CART, Tick
 
     h = 3_600_000
@@ -203,6 +204,8 @@ def test_trigger_timers_fire_on_the_sources_watermark() -> None:
         (TICK_KEY, Tick(0, t + h - 1)),  # not yet
         ("moved", added("moved", 1, t)),
         ("moved", added("moved", 2, t + 30 * 60_000)),  # restarts its clock
+        ("erased", added("erased", 1, t)),
+        ("erased", erase_marker("erased", "x1", t + 60_000)),  # its timers go with its data
         (TICK_KEY, Tick(0, t + h)),
         (TICK_KEY, Tick(0, t + 2 * h)),
     ]  # fmt: skip
