@@ -19,7 +19,8 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from config import Settings, get_settings
+from config import ConfigError, Settings, get_settings
+from config.catalog import CatalogError, load_catalog
 from config.runtime import tune_gc
 from dataflows.redis_io import (
     ERASED,
@@ -108,7 +109,14 @@ def trigger_params(settings: Settings) -> TriggerParams | None:
     }
     if not any(r.enabled for r in rules.values()):
         return None
-    return TriggerParams(rules, settings.trigger_browse_views, settings.partitions)
+    try:
+        policy = load_catalog(settings.catalog).policy
+    except CatalogError as exc:
+        raise ConfigError(f"NUDGE_CATALOG: {exc}") from exc
+    # triggers go out on outbound channels: the catalog's quiet hours hold them
+    quiet = (policy.quiet_start_min, policy.quiet_end_min) if policy.quiet_channels else None
+    return TriggerParams(rules, settings.trigger_browse_views, settings.partitions, quiet,
+                         policy.default_timezone)  # fmt: skip
 
 
 def shard_of(customer_id: str, shards: int) -> str:

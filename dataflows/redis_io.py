@@ -363,6 +363,7 @@ def trigger_document(t: Trigger, fired_at_ms: int) -> bytes:
     """The JSON a consumer of the triggers stream reads (field ``data``)."""
     payload = dict(t.payload)
     ids = payload.pop("ids", [])
+    payload.pop("timezone", None)
     return orjson.dumps(
         {
             "id": t.id,
@@ -371,6 +372,7 @@ def trigger_document(t: Trigger, fired_at_ms: int) -> bytes:
             "ids": ids,
             "step": t.step,
             "due_at": iso(t.due_ms),
+            "held_until": iso(t.held_ms),  # the deadline fell in the customer's quiet hours
             "since": iso(t.at_ms),
             "fired_at": iso(fired_at_ms),
             **payload,

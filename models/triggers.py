@@ -40,6 +40,7 @@ from models.events import (
     PRODUCT_VIEWED,
     Event,
 )
+from models.policy import quiet_until, zone
 
 CART: Final = "abandoned_cart"
 CHECKOUT: Final = "abandoned_checkout"
@@ -79,6 +80,10 @@ class TriggerParams:
     )
     browse_views: int = 3  # views of one product or category in a session that arm browsing
     partitions: int = 1  # stream partitions whose watermarks `Timers` waits for
+    # quiet hours (minutes after local midnight: start, end) in the customer's time zone (the
+    # `timezone` trait, else `default_tz`): a trigger due in them is held until they end
+    quiet: tuple[int, int] | None = None
+    default_tz: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,7 @@ class Trigger:
     due_ms: int  # event time of the deadline
     at_ms: int  # the reference time (last cart change, checkout, last view)
     payload: dict[str, Any]
+    held_ms: int | None = None  # the deadline fell in quiet hours: held until then
 
 
 def trigger_id(customer_id: str, rule: str, version: int, step: int) -> str:
@@ -121,6 +127,16 @@ def trigger_id(customer_id: str, rule: str, version: int, step: int) -> str:
 
 def arm(state: CustomerState, ev: Event, params: TriggerParams) -> list[TimerOp]:
     """The timer changes `ev` (just folded into `state`) makes for its customer."""
+    ops = _arm(state, ev, params)
+    tz = state.traits.get("timezone")
+    if isinstance(tz, str):
+        for op in ops:
+            if op.payload is not None:
+                op.payload["timezone"] = tz
+    return ops
+
+
+def _arm(state: CustomerState, ev: Event, params: TriggerParams) -> list[TimerOp]:
     name = ev.event
     if ev.type != "track" or name is None:
         return []
@@ -221,7 +237,7 @@ class Timers:
     """The armed timers of a shard of customers, and the watermark that fires them."""
 
     params: TriggerParams
-    # "customer|rule" -> [version, at_ms, step, payload]
+    # "customer|rule" -> [version, at_ms, step, payload, held until (0: not held)]
     armed: dict[str, list[Any]] = field(default_factory=dict)
     fired: dict[str, int] = field(default_factory=dict)  # "customer|rule" -> last first-fire
     marks: dict[int, int] = field(default_factory=dict)  # partition -> watermark
@@ -235,9 +251,9 @@ class Timers:
         rule = self.params.rules[op.rule]
         cur = self.armed.get(key)
         if cur is not None and cur[0] == op.version:
-            cur[1], cur[3] = op.at_ms, op.payload or {}  # moved (a later view): same series
+            cur[1], cur[3], cur[4] = op.at_ms, op.payload or {}, 0  # moved: same series
         else:
-            cur = self.armed[key] = [op.version, op.at_ms, 0, op.payload or {}]
+            cur = self.armed[key] = [op.version, op.at_ms, 0, op.payload or {}, 0]
         heapq.heappush(self._heap, (cur[1] + rule.delays_ms[cur[2]], key, op.version, cur[2]))
 
     def watermark(self) -> int | None:
@@ -260,16 +276,26 @@ class Timers:
                 continue  # cancelled, re-armed or moved since: a stale entry
             cid, _, rule_name = key.rpartition("|")
             rule = self.params.rules[rule_name]
-            if due != cur[1] + rule.delays_ms[step]:
+            deadline = cur[1] + rule.delays_ms[step]
+            if due != max(deadline, cur[4]):
                 continue  # moved: its current entry is further down the heap
+            quiet = self.params.quiet
+            if quiet is not None and not cur[4]:
+                tz = zone(cur[3].get("timezone"), self.params.default_tz)
+                until = quiet_until(deadline, tz, quiet[0], quiet[1])
+                if until is not None:
+                    cur[4] = until  # due in quiet hours: held until they end
+                    heapq.heappush(heap, (until, key, version, step))
+                    continue
             if step == 0:
                 last = self.fired.get(key)
-                if last is not None and due - last < rule.cooldown_ms:
+                if last is not None and deadline - last < rule.cooldown_ms:
                     del self.armed[key]  # within the cooldown: this series never starts
                     continue
-                self.fired[key] = due
+                self.fired[key] = deadline
             tid = trigger_id(cid, rule_name, version, step)
-            out.append(Trigger(tid, rule_name, cid, step, due, cur[1], cur[3]))
+            out.append(Trigger(tid, rule_name, cid, step, deadline, cur[1], cur[3], cur[4] or None))
+            cur[4] = 0
             if step + 1 < len(rule.delays_ms):
                 cur[2] = step + 1
                 heapq.heappush(heap, (cur[1] + rule.delays_ms[step + 1], key, version, step + 1))
@@ -292,10 +318,10 @@ def decode_timers(data: bytes, params: TriggerParams) -> Timers:
         raise TriggerError(f"unknown timers version {row[0] if row else None!r}")
     _, armed, fired, marks = row
     t = Timers(params, armed, fired, marks)
-    for key, (version, at_ms, step, _) in armed.items():
+    for key, (version, at_ms, step, _, held) in armed.items():
         rule = params.rules.get(key.rpartition("|")[2])
         if rule is None or step >= len(rule.delays_ms):
             continue  # a rule switched off or shortened since: dropped at its deadline
-        t._heap.append((at_ms + rule.delays_ms[step], key, version, step))
+        t._heap.append((max(at_ms + rule.delays_ms[step], held), key, version, step))
     heapq.heapify(t._heap)
     return t

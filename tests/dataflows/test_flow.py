@@ -190,7 +190,7 @@ def test_trigger_timers_fire_on_the_sources_watermark() -> None:
     from models.triggers import CART, Tick
 
     h = 3_600_000
-    t = 1_700_000_000_000
+    t = 1_700_000_000_000 + 12 * h  # 10:13 UTC: outside the catalog's quiet hours
 
     def added(cid: str, n: int, at: int) -> Event:
         return Event("track", f"{cid}{n}", at, NOW, "web", user_id=cid, event="Product Added",

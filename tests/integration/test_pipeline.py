@@ -116,6 +116,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "NUDGE_TRIGGER_CHECKOUT_S": ",".join(map(str, settings.trigger_checkout_s)),
         "NUDGE_TRIGGER_BROWSE_S": ",".join(map(str, settings.trigger_browse_s)),
         "PYTHONPATH": str(ROOT),
+        **({"NUDGE_CATALOG": str(settings.catalog)} if settings.catalog else {}),
     }
 
 

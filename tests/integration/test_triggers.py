@@ -13,6 +13,7 @@ import redis
 
 from config.settings import Settings
 from models.keys import Keys
+from tests.api.test_decide import zone_at
 from tests.integration.test_pipeline import Dataflow, ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -20,6 +21,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def triggers(rclient: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     return [orjson.loads(f[b"data"]) for _, f in rclient.xrange(keys.triggers())]
+
+
+def daytime(user: str, at_ms: int) -> dict[str, Any]:
+    """An identify putting `user` in a time zone where it is midday now (never quiet hours,
+    whenever the suite runs)."""
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at_ms / 1000))
+    return {"type": "identify", "userId": user, "traits": {"timezone": zone_at(12)},
+            "timestamp": f"{ts}.{at_ms % 1000:03d}Z"}  # fmt: skip
 
 
 def call(user: str, event: str, at_ms: int, **props: Any) -> dict[str, Any]:
@@ -36,6 +45,7 @@ def test_sigkill_between_cart_change_and_deadline_fires_once(
     now = time.time_ns() // 1_000_000
     body = {
         "batch": [
+            daytime("left", now - 1),
             call("left", "Product Added", now, product_id="p1", price=12.5, currency="EUR"),
             call("bought", "Product Added", now, product_id="p2", price=3.0),
             call("bought", "Order Completed", now + 1, order_id="o1", revenue=3.0),
@@ -43,7 +53,7 @@ def test_sigkill_between_cart_change_and_deadline_fires_once(
     }
     df = Dataflow(settings).start()
     try:
-        assert ingest(settings, [body]) == 3
+        assert ingest(settings, [body]) == 4
         deadline = time.monotonic() + 20
         while not rclient.exists(keys.profile("left")):
             assert time.monotonic() < deadline, "the dataflow did not process the cart"
@@ -82,15 +92,21 @@ def test_cart_trigger_during_live_run_fires_within_a_second(
     try:
         time.sleep(1.0)  # running and caught up
         now = time.time_ns() // 1_000_000
-        assert ingest(settings, [{"batch": [call("u", "Product Added", now, product_id="p")]}])
+        night = daytime("night", now - 1)
+        night["traits"]["timezone"] = zone_at(23)  # in quiet hours: held until 08:00 there
+        body = {"batch": [daytime("u", now - 1), call("u", "Product Added", now, product_id="p"),
+                          night, call("night", "Product Added", now, product_id="p")]}  # fmt: skip
+        assert ingest(settings, [body]) == 4
         deadline = time.monotonic() + 20
         while not (got := triggers(rclient, keys)):
             assert time.monotonic() < deadline, "no trigger"
             time.sleep(0.02)
         seen_ms = time.time_ns() // 1_000_000
+        time.sleep(1.0)
+        got = triggers(rclient, keys)
     finally:
         with_df.stop()
-    (t,) = got
+    (t,) = got  # not the one due in quiet hours
     assert t["customer_id"] == "u" and t["due_at"] <= t["fired_at"]
     due = now + 2000
     # delivered (in the stream, observed by this poll) within a second of the deadline

@@ -145,3 +145,25 @@ def test_timers_snapshot_round_trip_then_fire_as_before() -> None:
     assert sorted((t.rule, t.customer_id) for t in fired) == [(CART, "u1"), (CHECKOUT, "u2")]
     with pytest.raises(TriggerError, match="version"):
         decode_timers(b"\x91\x07", r.params)
+
+
+def test_a_trigger_due_in_quiet_hours_is_held_until_they_end() -> None:
+    from datetime import UTC, datetime
+
+    quiet = TriggerParams(quiet=(21 * 60, 8 * 60))  # T0 + 1 h is 23:13 UTC: quiet in UTC
+    r = Run(quiet).send(add(1, 0))
+    morning = int(datetime(2023, 11, 15, 8, 0, tzinfo=UTC).timestamp() * 1000)
+    assert r.timers.advance(Tick(0, morning - 1)) == []
+    (t,) = r.timers.advance(Tick(0, morning))
+    assert (t.due_ms, t.held_ms) == (T0 + H, morning)
+    # in New York it is 18:13: not quiet, fired on time
+    ny = Run(quiet)
+    ident = Event("identify", "id1", T0 - MIN, T0, "web", user_id="u1")
+    ident.traits = {"timezone": "America/New_York"}
+    ny.send(ident, add(1, 0))
+    assert ny.until(60) == [(CART, "u1", 0, 60.0)] and ny.fired[0].held_ms is None
+    # held timers survive a snapshot
+    r2 = Run(quiet).send(add(1, 0))
+    r2.until(120)
+    back = decode_timers(encode_timers(r2.timers), quiet)
+    assert [x.held_ms for x in back.advance(Tick(0, morning))] == [morning]
