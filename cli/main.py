@@ -137,6 +137,47 @@ def dataflow(
         console.print("dataflow stopped")
 
 
+@app.command()
+def webhooks() -> None:
+    """Deliver every trigger to NUDGE_WEBHOOK_URLS, signed, retried, at least once."""
+    import redis.asyncio as aioredis
+
+    from dataflows.webhooks import WebhookParams, serve
+    from models.keys import Keys
+
+    s = _settings()
+    try:
+        url = s.require_redis()
+        if not s.webhook_urls:
+            raise ConfigError("set NUDGE_WEBHOOK_URLS (comma-separated http(s) URLs)")
+        if s.webhook_secret is None or not s.webhook_secret.get_secret_value():
+            raise ConfigError("set NUDGE_WEBHOOK_SECRET: every delivery is signed with it")
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    params = WebhookParams(
+        s.webhook_secret.get_secret_value().encode(),
+        s.webhook_max_attempts,
+        s.webhook_timeout_s,
+        s.webhook_backoff_s,
+        s.webhook_backoff_cap_s,
+        s.webhook_concurrency,
+    )
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(url)
+        stop = asyncio.Event()
+        try:
+            await serve(client, Keys(s.key_prefix), list(s.webhook_urls), params, stop)
+        finally:
+            await client.aclose()
+
+    console.print(f"delivering triggers to {', '.join(s.webhook_urls)} (Ctrl-C stops)")
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("webhooks stopped")
+
+
 def _root_cause(exc: BaseException) -> BaseException:
     while exc.__cause__ is not None:
         exc = exc.__cause__

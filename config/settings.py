@@ -137,11 +137,34 @@ class Settings(BaseSettings):
         default=1_000_000, ge=1000, description="The triggers stream is trimmed to about this."
     )
 
+    # --- webhooks (`nudge webhooks`) --------------------------------------------------------------
+    webhook_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Where `nudge webhooks` POSTs every trigger (comma-separated)."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key that signs webhook deliveries."
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    webhook_backoff_s: float = Field(default=1.0, gt=0, le=3600)
+    webhook_backoff_cap_s: float = Field(default=600.0, gt=0, le=86_400)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+
     # --- API --------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
     _split = field_validator("write_keys", "api_keys", "admin_keys", mode="before")(_split_keys)
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = tuple(part.strip() for part in v.split(",") if part.strip())
+        for url in v:
+            if not str(url).startswith(("http://", "https://")):
+                raise ValueError(f"{url!r}: a webhook URL starts with http:// or https://")
+        return v
 
     @field_validator("consent_opt_in", mode="before")
     @classmethod

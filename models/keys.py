@@ -102,6 +102,17 @@ class Keys:
         """Marks a trigger id as delivered to `triggers` (same slot: one script does both)."""
         return f"{self.base}:triggers:{{t}}:sent:{trigger_id}"
 
+    def webhook_due(self, group: str) -> str:
+        """A webhook consumer group's retry schedule (entry id -> next attempt, ms)."""
+        return f"{self.base}:triggers:{{t}}:{group}:due"
+
+    def webhook_attempts(self, group: str) -> str:
+        return f"{self.base}:triggers:{{t}}:{group}:attempts"
+
+    def webhook_deadletter(self) -> str:
+        """Triggers no webhook URL accepted within the attempts allowed."""
+        return f"{self.base}:triggers:{{t}}:deadletter"
+
     def stats(self) -> str:
         """Hash of deployment-wide counters (``identity_merges_refused``)."""
         return f"{self.base}:stats"
