@@ -35,6 +35,7 @@ bench: $(BIN)/nudge
 	$(BIN)/python -m bench.decide
 	$(BIN)/python -m bench.products
 	$(BIN)/python -m bench.learning
+	$(BIN)/python -m bench.triggers
 
 clean:
 	rm -rf $(VENV) .nudge .mypy_cache .ruff_cache .pytest_cache
