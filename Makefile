@@ -36,6 +36,7 @@ bench: $(BIN)/nudge
 	$(BIN)/python -m bench.products
 	$(BIN)/python -m bench.learning
 	$(BIN)/python -m bench.triggers
+	$(BIN)/python -m bench.trigger_lateness
 
 clean:
 	rm -rf $(VENV) .nudge .mypy_cache .ruff_cache .pytest_cache
