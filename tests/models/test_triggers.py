@@ -167,3 +167,32 @@ def test_a_trigger_due_in_quiet_hours_is_held_until_they_end() -> None:
     r2.until(120)
     back = decode_timers(encode_timers(r2.timers), quiet)
     assert [x.held_ms for x in back.advance(Tick(0, morning))] == [morning]
+
+
+@pytest.mark.parametrize("rule", [CHECKOUT, BROWSE])
+def test_cooldown_and_restart_for_checkout_and_browse(rule: str) -> None:
+    def arm_at(r: Run, minute: float, n: int) -> None:
+        if rule == CHECKOUT:
+            r.send(add(100 + n, minute), ev(200 + n, "Checkout Started", minute))
+        else:
+            r.send(*(ev(300 + 10 * n + i, "Product Viewed", minute + i / 10, product_id="p9")
+                     for i in range(3)))  # fmt: skip
+
+    def mine(r: Run, until: float) -> list[float]:
+        return [due for name, _, _, due in r.until(until) if name == rule]
+
+    r = Run()
+    arm_at(r, 0, 0)
+    first = mine(r, 200)
+    assert len(first) == 1
+    # the clock restarts: a second checkout (or more views) later moves the deadline
+    r2 = Run()
+    arm_at(r2, 0, 0)
+    arm_at(r2, 20, 1)
+    assert mine(r2, 19 + first[0]) == [] and len(mine(r2, 200)) == 1
+    # within the cooldown the rule does not fire again for the customer (new session: +2 h)
+    r.send(ev(400, "Order Completed", 210, order_id="o1"))
+    arm_at(r, 300, 2)
+    assert mine(r, 600) == first
+    arm_at(r, 25 * 60, 3)  # a day later it does
+    assert len(mine(r, 27 * 60)) == 2
