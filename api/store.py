@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from config.catalog import ContactPolicy
 from config.channels import OUTBOUND
+from models import scripts
 from models.codec import ENTRY_FIELD, encode_entry
 from models.decision import Contact
 from models.events import Event, erase_marker
 from models.keys import Keys, layout_error, partition_for
 from models.profile import decode_profile
-
-CONTACTS_LUA = (Path(__file__).parent / "contacts.lua").read_text()
-DECISION_READ_LUA = (Path(__file__).parent / "decision_read.lua").read_text()
 
 
 def _contact(member: bytes, at: float) -> Contact:
@@ -46,8 +43,8 @@ class Store:
         self._streams = keys.all_events(partitions)
         self._dlq = keys.deadletter()
         self._dlq_maxlen = dlq_maxlen
-        self._record = client.register_script(CONTACTS_LUA)
-        self._read = client.register_script(DECISION_READ_LUA)
+        self._record = client.register_script(scripts.CONTACTS)
+        self._read = client.register_script(scripts.DECISION_READ)
 
     async def append(
         self, events: Sequence[Event], rejected: Iterable[Rejected], endpoint: str, now_ms: int

@@ -10,7 +10,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from models import scripts
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
 from models.events import Event
 from models.identity import (
@@ -95,7 +95,6 @@ TRIGGER = 10  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink append
 TICK_KEY = "\x00ticks"  # the key the source gives watermark ticks (never a customer id)
 TICK_EVERY_MS = 200  # a partition's watermark is sent when it moved at least this much
 TRIGGER_DEDUPE_S = 7 * 86_400  # a trigger id delivered within this is not appended again
-TRIGGERS_ADD_LUA = (Path(__file__).parent / "triggers_add.lua").read_text()
 Output = tuple[int, Any, Any]
 ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
 
@@ -290,7 +289,7 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         self._streams = keys.all_events(partitions)
         self._partitions = partitions
         self._triggers_maxlen = triggers_maxlen
-        self._add_triggers = client.register_script(TRIGGERS_ADD_LUA)
+        self._add_triggers = client.register_script(scripts.TRIGGERS_ADD)
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
         # Everything of a batch in one round trip. Several updates of one key in a batch: the

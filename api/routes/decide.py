@@ -2,9 +2,9 @@
 
 One pipelined Redis read (profile, link, contact history; a linked id costs a second) and,
 when a message is chosen, one atomic write that re-checks the caps and cooldowns and records
-the contact (`api/contacts.lua`); the served decision is logged for learning in batches, off
-the answer's path (`api.decision_log`). Nothing is loaded per request: the catalog is compiled at
-start-up.
+the contact (`models/scripts/contacts.lua`); the served decision is logged for learning in
+batches, off the answer's path (`api.decision_log`). Nothing is loaded per request: the
+catalog is compiled at start-up.
 """
 
 from __future__ import annotations
