@@ -9,10 +9,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from config.catalog import ContactPolicy
-from config.channels import OUTBOUND
 from models import scripts
 from models.codec import ENTRY_FIELD, encode_entry
-from models.decision import Contact
+from models.decision import Contact, contact_args
 from models.events import Event, erase_marker
 from models.keys import Keys, layout_error, partition_for
 from models.profile import decode_profile
@@ -158,15 +157,7 @@ class Store:
         ``(message_id, cooldown_s)`` they allow; contacts older than `keep_ms` (the catalog's
         `keep_s`) are dropped. Returns ``("ok", message_id)``,
         ``("cap", "scope:limit:window_ms")`` or ``("cooldown", "")``."""
-        own = policy.caps.get(channel, ())
-        overall = policy.caps.get("*", ())
-        args: list[str | int] = [
-            now_ms, channel, decision_id, keep_ms, ",".join(OUTBOUND), len(own), len(overall),
-        ]  # fmt: skip
-        for cap in (*own, *overall):
-            args += [cap.limit, cap.window_s * 1000]
-        for message_id, cooldown_s in candidates:
-            args += [message_id, cooldown_s * 1000]
+        args = contact_args(policy, channel, decision_id, now_ms, keep_ms, candidates)
         verdict, detail = await self._record(keys=[self.keys.contacts(customer_id)], args=args)
         return verdict.decode(), detail.decode()
 

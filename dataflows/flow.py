@@ -41,6 +41,7 @@ from dataflows.redis_io import (
     RedisStreamSource,
     client_factory,
 )
+from models.consent import ConsentPolicy
 from models.customer import ProfileParams, new_state, profile_params, step
 from models.events import DECISION, ERASE, Event
 from models.feedback import RESPONSES, Example
@@ -419,11 +420,15 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
 
 def redis_sink(settings: Settings) -> RedisProfileSink:
     """The profile keys of `settings`."""
+    triggers = None
+    if trigger_params(settings) is not None:
+        consent = ConsentPolicy(frozenset(settings.consent_opt_in))
+        triggers = (load_catalog(settings.catalog), consent, settings.triggers_maxlen)
     return RedisProfileSink(
         client_factory(settings.require_redis()),
         Keys(settings.key_prefix),
         settings.partitions,
-        settings.triggers_maxlen,
+        triggers,
     )
 
 

@@ -12,15 +12,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from models import scripts
+from config.catalog import Catalog
+from dataflows.trigger_io import TriggerWriter
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
+from models.consent import ConsentPolicy
 from models.events import Event
 from models.identity import (
     CONTROL_FIELD,
@@ -30,7 +31,6 @@ from models.identity import (
     encode_controls,
 )
 from models.keys import Keys, layout_error, partition_for, stream_id
-from models.profile import iso
 from models.triggers import Tick, Trigger
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ TIMER = 9  # (TIMER, models.triggers.TimerOp, None): to the customer's timer sha
 TRIGGER = 10  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
 TICK_KEY = "\x00ticks"  # the key the source gives watermark ticks (never a customer id)
 TICK_EVERY_MS = 200  # a partition's watermark is sent when it moved at least this much
-TRIGGER_DEDUPE_S = 7 * 86_400  # a trigger id delivered within this is not appended again
+TriggerConfig = tuple[Catalog, ConsentPolicy, int]  # catalog, consent policy, stream maxlen
 Output = tuple[int, Any, Any]
 ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
 
@@ -282,14 +282,13 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
 
 class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
     def __init__(
-        self, client: redis.Redis, keys: Keys, partitions: int, triggers_maxlen: int
+        self, client: redis.Redis, keys: Keys, partitions: int, triggers: TriggerConfig | None
     ) -> None:
         self._r = client
         self._keys = keys
         self._streams = keys.all_events(partitions)
         self._partitions = partitions
-        self._triggers_maxlen = triggers_maxlen
-        self._add_triggers = client.register_script(scripts.TRIGGERS_ADD)
+        self._triggers = TriggerWriter(client, keys, *triggers) if triggers is not None else None
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
         # Everything of a batch in one round trip. Several updates of one key in a batch: the
@@ -320,8 +319,9 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         deleted = [k for k, v in latest.items() if not v]
         for k in deleted:
             del latest[k]
-        if triggers:
-            self._append_triggers(triggers)
+        if triggers and self._triggers is not None:
+            # decided, recorded and appended before the state that follows from them
+            self._triggers.write(triggers)
         if not deleted and not sends and not notes and 0 < len(latest) <= MSET_CHUNK:
             self._r.mset(latest)
             return
@@ -345,38 +345,8 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
             pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
         pipe.execute()
 
-    def _append_triggers(self, triggers: list[tuple[Trigger, int]]) -> None:
-        """Each trigger once (`triggers_add.lua`), before the state that follows from it."""
-        keys = [self._keys.triggers()]
-        args: list[Any] = [self._triggers_maxlen, TRIGGER_DEDUPE_S]
-        for t, fired_at in triggers:
-            keys.append(self._keys.trigger_sent(t.id))
-            args += [t.id, t.rule, t.customer_id, trigger_document(t, fired_at)]
-        self._add_triggers(keys=keys, args=args)
-
     def close(self) -> None:
         self._r.close()
-
-
-def trigger_document(t: Trigger, fired_at_ms: int) -> bytes:
-    """The JSON a consumer of the triggers stream reads (field ``data``)."""
-    payload = dict(t.payload)
-    ids = payload.pop("ids", [])
-    payload.pop("timezone", None)
-    return orjson.dumps(
-        {
-            "id": t.id,
-            "type": t.rule,
-            "customer_id": t.customer_id,
-            "ids": ids,
-            "step": t.step,
-            "due_at": iso(t.due_ms),
-            "held_until": iso(t.held_ms),  # the deadline fell in the customer's quiet hours
-            "since": iso(t.at_ms),
-            "fired_at": iso(fired_at_ms),
-            **payload,
-        }
-    )
 
 
 class RedisProfileSink(DynamicSink[tuple[str, Output]]):
@@ -388,14 +358,16 @@ class RedisProfileSink(DynamicSink[tuple[str, Output]]):
         make_client: ClientFactory,
         keys: Keys,
         partitions: int,
-        triggers_maxlen: int = 1_000_000,
+        triggers: TriggerConfig | None = None,
     ) -> None:
+        """`triggers`: (catalog, consent policy, stream max length) to write fired triggers
+        with (`dataflows.trigger_io`); None: a flow without triggers."""
         self._make_client = make_client
         self._keys = keys
         self._partitions = partitions
-        self._triggers_maxlen = triggers_maxlen
+        self._trigger_config = triggers
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProfilePartition:
         return _ProfilePartition(
-            self._make_client(), self._keys, self._partitions, self._triggers_maxlen
+            self._make_client(), self._keys, self._partitions, self._trigger_config
         )

@@ -175,6 +175,51 @@ def decide(
     return d
 
 
+def best_channel(
+    catalog: Catalog,
+    profile: Profile,
+    channels: Sequence[str],
+    now_ms: int,
+    history: Sequence[Contact] = (),
+    consent: ConsentPolicy | None = None,
+    propensity: Propensity = prior,
+    suggest: Callable[[Profile], list[str]] | None = None,
+) -> Decision:
+    """The best decision over several channels (for a trigger: which message, and where):
+    the highest score among those that chose a message (ties: the earlier channel), else the
+    first channel's, which says why nothing was chosen."""
+    decisions = [
+        decide(catalog, profile, ch, now_ms, history, None, consent, propensity, suggest)
+        for ch in channels
+    ]
+    chosen = [d for d in decisions if d.message is not None]
+    if not chosen:
+        return decisions[0]
+    return max(chosen, key=lambda d: (d.score, -channels.index(d.channel)))
+
+
+def contact_args(
+    policy: ContactPolicy,
+    channel: str,
+    decision_id: str,
+    now_ms: int,
+    keep_ms: int,
+    candidates: Sequence[tuple[str, int]],
+) -> list[str | int]:
+    """ARGV of `models/scripts/contacts.lua` (the atomic re-check of caps and cooldowns and
+    the record of the contact) for `candidates` ``(message_id, cooldown_s)``, best first."""
+    own = policy.caps.get(channel, ())
+    overall = policy.caps.get(ALL, ())
+    args: list[str | int] = [
+        now_ms, channel, decision_id, keep_ms, ",".join(OUTBOUND), len(own), len(overall),
+    ]  # fmt: skip
+    for cap in (*own, *overall):
+        args += [cap.limit, cap.window_s * 1000]
+    for message_id, cooldown_s in candidates:
+        args += [message_id, cooldown_s * 1000]
+    return args
+
+
 def render(message: Message, profile: Profile, d: Decision) -> dict[str, str]:
     """`message`'s content for the decision's channel, filled from what its rules saw and
     the decision's suggestions."""

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -107,12 +108,26 @@ def test_any_id_reaches_one_customer(settings: Settings, rclient: redis.Redis) -
             assert len(visitors) == 5  # the kiosk with 4 visitors; 4 visitors on their own
             assert refused() == 4
 
-            # erasure by any id removes the customer and every link
+            # her combined cart was left (events of long ago): its trigger fired for "ann",
+            # with the phone's and the laptop's ids
+            def ann_trigger() -> dict[str, Any] | None:
+                docs = [orjson.loads(f[b"data"]) for _, f in rclient.xrange(keys.triggers())]
+                return next((d for d in docs if d["customer_id"] == "ann"), None)
+
+            wait_until(lambda: ann_trigger() is not None)
+            trig = ann_trigger()
+            assert trig is not None and trig["type"] == "abandoned_cart"
+            assert sorted(trig["ids"]) == ["ann-2019", "laptop", "phone"]
+            assert {i["product_id"] for i in trig["items"]} == {"p1", "p2"}
+
+            # erasure by any id removes the customer, every link, and the contacts recorded
+            # (the trigger's message, if it had one)
             r = api.delete("/v1/customers/phone", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
             out = r.json()
             assert out["customer_id"] == "ann"
+            contacted = ["decisions"] if trig["message"] is not None else []
             assert sorted(out["removed"]) == [
-                "link:ann-2019", "link:laptop", "link:phone", "profile",
+                *contacted, "link:ann-2019", "link:laptop", "link:phone", "profile",
             ]  # fmt: skip
             assert get("phone") == {} and get("ann") == {}
             # a late event for the cookie, dated before the erasure: a fresh, unlinked profile
@@ -217,7 +232,9 @@ def test_decisions_and_clicks_train_the_models_the_api_uses(
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(text.replace("exploration = 0.05", "exploration = 0.0").replace(
         "holdout_share = 0.05", "holdout_share = 0.0"))  # fmt: skip
-    settings = settings.model_copy(update={"catalog": catalog, "model_refresh_s": 0.1})
+    # triggers off: the 2-hour-old cart's trigger would contact her first (cooling the reminder)
+    settings = settings.model_copy(update={"catalog": catalog, "model_refresh_s": 0.1,
+                                           "trigger_cart_s": ()})  # fmt: skip
     keys = Keys(settings.key_prefix)
     df = Dataflow(settings).start()
     try:

@@ -1,0 +1,130 @@
+"""Writing fired triggers: choose each one's next-best message and channel, record the
+contact, and append the trigger to the triggers stream once.
+
+For a batch of triggers, one pipelined read (whether each was appended already, and each
+customer's profile and contact history: `models/scripts/decision_read.lua`); then, per new
+trigger, the decision logic of the API (`models.decision.best_channel` over the outbound
+channels: consent, holdout, quiet hours, recent conversion, caps, eligibility, cooldowns);
+the chosen contact is recorded atomically (`contacts.lua`, with the trigger id as decision
+id: caps hold against concurrent API decisions); last, `triggers_add.lua` appends each
+trigger at most once. A crash between the contact and the append re-decides on restart,
+with that contact in the history (a cap or cooldown may then say no): a trigger is never
+lost and never doubled, and a cap is never exceeded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis
+
+from config.catalog import Catalog
+from models import scripts
+from models.consent import ConsentPolicy
+from models.decision import Contact, Decision, best_channel, contact_args, render
+from models.keys import Keys
+from models.profile import decode_profile, iso
+from models.triggers import Trigger
+
+TRIGGER_CHANNELS = ("email", "sms", "push")  # where marketing automation sends
+TRIGGER_DEDUPE_S = 7 * 86_400  # a trigger id appended within this is not appended again
+
+
+class TriggerWriter:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        catalog: Catalog,
+        consent: ConsentPolicy,
+        maxlen: int,
+    ) -> None:
+        self._r = client
+        self._keys = keys
+        self._catalog = catalog
+        self._consent = consent
+        self._maxlen = maxlen
+        self._read = client.register_script(scripts.DECISION_READ)
+        self._record = client.register_script(scripts.CONTACTS)
+        self._add = client.register_script(scripts.TRIGGERS_ADD)
+
+    def write(self, fired: list[tuple[Trigger, int]]) -> int:
+        """Decide, record and append `fired` ``(trigger, fired at ms)``; how many were new."""
+        keys = self._keys
+        keep_ms = self._catalog.keep_s * 1000
+        pipe = self._r.pipeline(transaction=False)
+        for t, at in fired:
+            cid = t.customer_id
+            pipe.exists(keys.trigger_sent(t.id))
+            self._read(keys=[keys.profile(cid), keys.link(cid), keys.contacts(cid)],
+                       args=[at - keep_ms], client=pipe)  # fmt: skip
+        got: list[Any] = pipe.execute()
+        docs: list[tuple[Trigger, bytes]] = []
+        for (t, at), sent, (blob, _, flat) in zip(fired, got[0::2], got[1::2], strict=True):
+            if sent:
+                continue  # appended before a restart: not decided (nor counted) again
+            history = [
+                Contact(int(float(flat[i + 1])), *flat[i].decode().split("|", 2)[:2])
+                for i in range(0, len(flat), 2)
+            ]
+            d = self._decide(t, blob or None, at, history, keep_ms)
+            docs.append((t, trigger_document(t, at, d)))
+        if not docs:
+            return 0
+        args: list[Any] = [self._maxlen, TRIGGER_DEDUPE_S]
+        for t, doc in docs:
+            args += [t.id, t.rule, t.customer_id, doc]
+        added: Any = self._add(
+            keys=[keys.triggers(), *(keys.trigger_sent(t.id) for t, _ in docs)], args=args
+        )
+        return int(added)
+
+    def _decide(
+        self, t: Trigger, blob: bytes | None, at: int, history: list[Contact], keep_ms: int
+    ) -> Decision | None:
+        if blob is None:
+            return None  # erased since (its timers were cancelled) or not written yet
+        profile = decode_profile(blob)
+        d = best_channel(self._catalog, profile, TRIGGER_CHANNELS, at, history, self._consent)
+        if d.message is None:
+            return d
+        candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
+        verdict, detail = self._record(
+            keys=[self._keys.contacts(t.customer_id)],
+            args=contact_args(self._catalog.policy, d.channel, t.id, at, keep_ms, candidates),
+        )
+        if verdict != b"ok":
+            d.message, d.suppressed_by = None, verdict.decode()
+            d.reason = f"taken meanwhile: {verdict.decode()} {detail.decode()}".strip()
+        elif detail.decode() != d.message.id:  # a concurrent decision took the best one
+            d.score, d.message = next((s, m) for s, m in d.candidates if m.id == detail.decode())
+            d.content = render(d.message, profile, d)
+        return d
+
+
+def trigger_document(t: Trigger, fired_at_ms: int, d: Decision | None = None) -> bytes:
+    """The JSON a consumer of the triggers stream reads (field ``data``)."""
+    payload = dict(t.payload)
+    ids = payload.pop("ids", [])
+    payload.pop("timezone", None)
+    message = None
+    if d is not None and d.message is not None:
+        message = {"id": d.message.id, "channel": d.channel, "content": d.content,
+                   "score": d.score, "reason": d.reason}  # fmt: skip
+    return orjson.dumps(
+        {
+            "id": t.id,
+            "type": t.rule,
+            "customer_id": t.customer_id,
+            "ids": ids,
+            "step": t.step,
+            "due_at": iso(t.due_ms),
+            "held_until": iso(t.held_ms),  # the deadline fell in the customer's quiet hours
+            "since": iso(t.at_ms),
+            "fired_at": iso(fired_at_ms),
+            **payload,
+            "message": message,  # the next-best message and channel, or None and why
+            "suppressed_by": None if message else (d.suppressed_by if d else "no_profile"),
+        }
+    )
