@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
+import msgpack
 import redis
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
@@ -24,6 +25,7 @@ from config.catalog import CatalogError, load_catalog
 from config.runtime import tune_gc
 from dataflows.redis_io import (
     ERASED,
+    FEEDBACK,
     LEARN,
     LINK,
     MODEL,
@@ -43,8 +45,15 @@ from dataflows.redis_io import (
 )
 from models.consent import ConsentPolicy
 from models.customer import ProfileParams, new_state, profile_params, step
-from models.events import DECISION, ERASE, Event
-from models.feedback import RESPONSES, Example
+from models.events import DECISION, ERASE, ORDER_COMPLETED, Event
+from models.feedback import (
+    RESPONSES,
+    Example,
+    FeedbackBook,
+    FeedbackParams,
+    decode_book,
+    encode_book,
+)
 from models.identity import (
     ANON,
     USER,
@@ -100,16 +109,14 @@ def identity_params(settings: Settings) -> IdentityParams:
     return IdentityParams(enabled=settings.identity, max_ids=settings.identity_max_ids)
 
 
-def trigger_params(settings: Settings) -> TriggerParams | None:
-    """The trigger rules of `settings`; None when every rule is off."""
+def trigger_params(settings: Settings) -> TriggerParams:
+    """The trigger rules of `settings` (each may be off: `Rule.enabled`)."""
     day = settings.trigger_cooldown_s * 1000
     rules = {
         CART: Rule(tuple(d * 1000 for d in settings.trigger_cart_s), day),
         CHECKOUT: Rule(tuple(d * 1000 for d in settings.trigger_checkout_s), day),
         BROWSE: Rule(tuple(d * 1000 for d in settings.trigger_browse_s), day),
     }
-    if not any(r.enabled for r in rules.values()):
-        return None
     try:
         policy = load_catalog(settings.catalog).policy
     except CatalogError as exc:
@@ -142,6 +149,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
         products: bool = True,
         triggers: TriggerParams | None = None,
     ) -> None:
+        """`triggers`: the rules to arm timers for (None or all off: none)."""
         if resume == b"":
             raise RuntimeError(
                 "a recovery snapshot is empty: it was taken by a flow built with recovery=False "
@@ -151,8 +159,9 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
         self.ip = ip
         self.prior = prior
         self._actions = ACTIONS if products else {}  # product events worth observing
-        self.triggers = triggers
-        self._arming = ARMING if triggers is not None else frozenset()
+        on = triggers is not None and any(r.enabled for r in triggers.rules.values())
+        self.triggers = triggers if on else None
+        self._arming = ARMING if on else frozenset()
         # Bytewax does not tell a logic its key: it is the node's, or the first item's
         self.node: Node | None = decode_node(resume) if resume else None
         self.stitcher: Stitcher | None = None  # made on first need: most ids never need it
@@ -173,19 +182,15 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
         changed = False
         timers: list[TimerOp] | None = None
         observed: list[Observation] | None = None  # product interactions, for the index
+        orders: list[Event] | None = None  # for the feedback join
         if node is None or (node.target is None and not node.pending):
             pp = self.params
             check = self.ip.enabled
             actions = self._actions
             arming = self._arming
             for ev in values:
-                if (
-                    type(ev) is not Event
-                    or ev.type in _SLOW
-                    or ev.event in RESPONSES
-                    or (node is not None and node.waiting)
-                ):
-                    break  # erasure, a served decision or a response, or one awaiting it
+                if type(ev) is not Event or ev.type in _SLOW or ev.event in RESPONSES:
+                    break  # erasure, a served decision or a response to one
                 if node is None:
                     key = ev.customer_key  # a plain event is keyed by its own id
                     node = self.node = Node(key, USER if ev.user_id == key else ANON)
@@ -207,6 +212,8 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
                         ops = arm(customer, ev, self.triggers)
                         if ops:
                             timers = ops if timers is None else timers + ops
+                    if ev.event == ORDER_COMPLETED:  # may credit a served decision
+                        orders = [ev] if orders is None else [*orders, ev]
                 done += 1
         if done == len(values):
             if not changed:
@@ -215,18 +222,22 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
                 self._snapshot = None
             assert node is not None and node.customer is not None
             blob = encode_profile(node.customer, self.params, node.ids)
-            if observed or timers:
+            if observed or timers or orders:
                 emit: list[Output] = [(PROFILE, blob, None)]
                 if observed:
                     emit.append((OBSERVE, observed, None))
                 if timers:
                     emit += _timer_outputs(timers, node)
+                if orders:
+                    emit += [(FEEDBACK, ev, node.key) for ev in orders]
                 return emit, StatefulBatchLogic.RETAIN
             return [(PROFILE, blob, None)], StatefulBatchLogic.RETAIN
         if timers:
             _LOCAL.out.timers += timers
         if observed:
             _LOCAL.out.observed += observed
+        if orders:
+            _LOCAL.out.feedback += orders
         return self._stitch(values[done:] if done else values, changed)
 
     def _stitch(self, values: list[Any], changed: bool) -> tuple[list[Output], bool]:
@@ -256,9 +267,9 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
         if out.notes:
             emit.extend([(NOTE, note, None) for note in out.notes])
             out.notes = []
-        if out.examples:
-            emit.extend([(LEARN, ex, None) for ex in out.examples])
-            out.examples = []
+        if out.feedback:
+            emit.extend([(FEEDBACK, ev, stitcher.key) for ev in out.feedback])
+            out.feedback = []
         if out.observed:
             if self._actions:
                 emit.append((OBSERVE, out.observed, None))
@@ -307,42 +318,62 @@ def _timer_outputs(ops: list[TimerOp], node: Node | None) -> list[Output]:
     return [(TIMER, t, None) for t in ops]
 
 
-class TimersLogic(StatefulBatchLogic[TimerOp | Tick, Output, bytes]):
-    """One shard of trigger timers (`models.triggers.Timers`): applies the timer changes of
-    its customers, then the watermark ticks, and emits the triggers that come due."""
+ShardItem = TimerOp | Tick | tuple[str, Event]
+
+
+class TimersLogic(StatefulBatchLogic[ShardItem, Output, bytes]):
+    """One shard of customers' timers: trigger timers (`models.triggers.Timers`) and the
+    served decisions awaiting an outcome (`models.feedback.FeedbackBook`). Applies the timer
+    changes, decisions, answers and orders of its customers, then the watermark ticks; emits
+    the triggers that come due and the labelled decisions (timeouts included)."""
 
     def __init__(self, params: TriggerParams, resume: bytes | None) -> None:
-        self.timers = decode_timers(resume, params) if resume else Timers(params)
+        fp = FeedbackParams()
+        if resume:
+            timers, book = msgpack.unpackb(resume, raw=False, strict_map_key=False)
+            self.timers = decode_timers(timers, params)
+            self.book = decode_book(book, fp)
+        else:
+            self.timers, self.book = Timers(params), FeedbackBook(fp)
         self._snapshot = resume
 
-    def on_batch(self, values: list[TimerOp | Tick]) -> tuple[list[Output], bool]:
-        timers = self.timers
+    def on_batch(self, values: list[ShardItem]) -> tuple[list[Output], bool]:
+        timers, book = self.timers, self.book
         ticks: list[Tick] = []
+        out: list[Output] = []
         for v in values:
             if type(v) is Tick:
                 ticks.append(v)
+            elif type(v) is tuple:
+                out += [(LEARN, ex, None) for ex in book.add(*v)]
             else:
                 timers.apply(v)  # type: ignore[arg-type]
         fired_at = time.time_ns() // 1_000_000
-        out: list[Output] = []
-        for tick in ticks:  # after this batch's timer changes: a cancel wins a close race
+        for tick in ticks:  # after this batch's changes: a cancel wins a close race
             out += [(TRIGGER, t, fired_at) for t in timers.advance(tick)]
+        wm = timers.watermark()
+        if ticks and wm is not None:
+            out += [(LEARN, ex, None) for ex in book.advance(wm)]
         self._snapshot = None
         return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         if self._snapshot is None:
-            self._snapshot = encode_timers(self.timers)
+            self._snapshot = msgpack.packb(
+                [encode_timers(self.timers), encode_book(self.book)], use_bin_type=True
+            )
         return self._snapshot
 
 
 def _to_shards(shards: int) -> Any:
     every = [str(i) for i in range(shards)]
 
-    def route(item: tuple[str, Output]) -> list[tuple[str, TimerOp | Tick]]:
-        tag, value, _ = item[1]
+    def route(item: tuple[str, Output]) -> list[tuple[str, ShardItem]]:
+        tag, value, cid = item[1]
         if tag == TICK:
             return [(s, value) for s in every]
+        if tag == FEEDBACK:
+            return [(shard_of(cid, shards), (cid, value))]
         return [(shard_of(value.customer_id, shards), value)]
 
     return route
@@ -421,7 +452,7 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
 def redis_sink(settings: Settings) -> RedisProfileSink:
     """The profile keys of `settings`."""
     triggers = None
-    if trigger_params(settings) is not None:
+    if any(r.enabled for r in trigger_params(settings).rules.values()):
         consent = ConsentPolicy(frozenset(settings.consent_opt_in))
         triggers = (load_catalog(settings.catalog), consent, settings.triggers_maxlen)
     return RedisProfileSink(
@@ -474,20 +505,18 @@ def build_flow(
             params, ip, resume, recovery, prior, settings.products, triggers
         ),
     )  # (id, Output)
-    # labelled decisions go on to the learners, one per (message, channel) arm; product
-    # interactions to the product index (one, shop-wide)
+    # what is not a write goes on: product interactions to the product index (one,
+    # shop-wide); trigger timers, decisions and their outcomes, and the watermark to the
+    # timer shards (ticks to every shard)
     split = op.branch("split_writes", outputs, lambda kv: kv[1][0] < LEARN)
-    rest = op.branch("split_examples", split.falses, lambda kv: kv[1][0] == LEARN)
-    examples = op.map("key_by_arm", rest.trues, _by_arm)  # (arm, Example)
+    others = op.branch("split_products", split.falses, lambda kv: kv[1][0] == OBSERVE)
+    shards = op.flat_map("to_shards", others.falses, _to_shards(settings.trigger_shards))
+    timed = op.stateful_batch("timers", shards, lambda resume: TimersLogic(triggers, resume))
+    # the shards' labelled decisions go on to the learners, one per (message, channel) arm
+    learnt = op.branch("split_examples", timed, lambda kv: kv[1][0] == LEARN)
+    examples = op.map("key_by_arm", learnt.trues, _by_arm)  # (arm, Example)
     models = op.stateful_batch("learn", examples, ArmLogic)  # (arm, (MODEL, blob, None))
-    # trigger timers and the watermark go to the timer shards (ticks to every shard)
-    others = op.branch("split_timers", rest.falses, lambda kv: kv[1][0] == OBSERVE)
-    writes = [split.trues, models]
-    if triggers is not None:
-        tp = triggers
-        shards = op.flat_map("to_shards", others.falses, _to_shards(settings.trigger_shards))
-        fired = op.stateful_batch("timers", shards, lambda resume: TimersLogic(tp, resume))
-        writes.append(fired)  # (shard, (TRIGGER, Trigger, fired at))
+    writes = [split.trues, models, learnt.falses]  # learnt.falses: (TRIGGER, Trigger, at)
     observed = op.map("key_products", others.trues, _products)  # ("products", [Observation])
     every_s, published = settings.products_publish_s, settings.products_published
     index = op.stateful_batch(

@@ -92,6 +92,7 @@ PRODUCTS = 7  # (PRODUCTS, msgpack product index, version): the sink publishes i
 TICK = 8  # (TICK, models.triggers.Tick, None): to every timer shard
 TIMER = 9  # (TIMER, models.triggers.TimerOp, None): to the customer's timer shard
 TRIGGER = 10  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
+FEEDBACK = 11  # (FEEDBACK, Event, customer id): a decision, answer or order, to its shard
 TICK_KEY = "\x00ticks"  # the key the source gives watermark ticks (never a customer id)
 TICK_EVERY_MS = 200  # a partition's watermark is sent when it moved at least this much
 TriggerConfig = tuple[Catalog, ConsentPolicy, int]  # catalog, consent policy, stream maxlen

@@ -16,6 +16,7 @@ Each decision yields exactly one example; later signals about it are ignored.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -133,3 +134,61 @@ def is_feedback(ev: Event) -> bool:
     """A served decision or a response to one: what `watch` must see even for a customer
     with nothing waiting."""
     return ev.type == DECISION or (ev.type == "track" and ev.event in RESPONSES)
+
+
+@dataclass(slots=True)
+class FeedbackBook:
+    """The served decisions of a shard of customers, joined with what those customers do next
+    (`observe`, per customer) and timed out on the event-time watermark (`advance`), so a
+    customer who never comes back still yields the negative example of each decision.
+
+    It sees a customer's served decisions, responses and orders only (the dataflow routes
+    those to it); `models.triggers.Timers` gives it the watermark."""
+
+    params: FeedbackParams = field(default_factory=FeedbackParams)
+    waiting: dict[str, Waiting] = field(default_factory=dict)  # customer -> decisions
+    _heap: list[tuple[int, str]] = field(default_factory=list)  # (timeout at, customer)
+
+    def add(self, customer_id: str, ev: Event) -> list[Example]:
+        w = self.waiting.get(customer_id)
+        w, examples = watch(w, ev, self.params)
+        if w is None:
+            self.waiting.pop(customer_id, None)
+        else:
+            self.waiting[customer_id] = w
+            if ev.type == DECISION and w.decisions:
+                heapq.heappush(self._heap, (ev.timestamp + self.params.timeout_ms, customer_id))
+            elif w.early:  # an answer ahead of its decision: dropped if that never comes
+                heapq.heappush(self._heap, (ev.timestamp + self.params.early_ms, customer_id))
+        return examples
+
+    def advance(self, watermark_ms: int) -> list[Example]:
+        """The negatives of every decision whose timeout the watermark has passed."""
+        out: list[Example] = []
+        heap = self._heap
+        while heap and heap[0][0] < watermark_ms:
+            _, cid = heapq.heappop(heap)
+            w = self.waiting.get(cid)
+            if w is None:
+                continue
+            out += expire(w, watermark_ms, self.params)
+            if not w.decisions and not w.early:
+                del self.waiting[cid]
+        return out
+
+
+def encode_book(book: FeedbackBook) -> list[Any]:
+    """The book as a msgpack-able list (embedded in a timer shard's snapshot)."""
+    return [[cid, w.decisions, w.done, w.early] for cid, w in book.waiting.items()]
+
+
+def decode_book(rows: list[Any], params: FeedbackParams) -> FeedbackBook:
+    book = FeedbackBook(params)
+    for cid, decisions, done, early in rows:
+        book.waiting[cid] = Waiting(decisions, done, early)
+        for d in decisions:
+            book._heap.append((d[3] + params.timeout_ms, cid))
+        for e in early:
+            book._heap.append((e[2] + params.early_ms, cid))
+    heapq.heapify(book._heap)
+    return book

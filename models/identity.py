@@ -48,8 +48,8 @@ from models.customer import (
     state_to_row,
     step,
 )
-from models.events import ERASE, Event
-from models.feedback import Example, FeedbackParams, Waiting, is_feedback, watch
+from models.events import ERASE, ORDER_COMPLETED, Event
+from models.feedback import Waiting, is_feedback
 from models.products import ACTIONS, Observation, observations
 from models.triggers import ARMING, TimerOp, TriggerParams, arm, disarm, rearm
 
@@ -215,7 +215,9 @@ class Node:
     # open link requests -> ids reserved for what they may bring (the runaway limit counts them)
     pending: dict[str, int] = field(default_factory=dict)
     held: list[Event] = NONE  # events held until `pending` empties
-    waiting: Waiting | None = None  # served decisions awaiting their outcome (`models.feedback`)
+    # served decisions awaiting their outcome: kept by the timer shards now
+    # (`models.feedback.FeedbackBook`); read from older snapshots only, and not used
+    waiting: Waiting | None = None
 
 
 @dataclass(slots=True)
@@ -228,7 +230,8 @@ class Outbox:
     links: dict[str, str] = field(default_factory=dict)  # id -> canonical id ("" = delete)
     sends: list[Control] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # refusals, for logs and metrics
-    examples: list[Example] = field(default_factory=list)  # labelled decisions, for learning
+    # served decisions, responses to them and orders: for the feedback join (`FeedbackBook`)
+    feedback: list[Event] = field(default_factory=list)
     observed: list[Observation] = field(default_factory=list)  # product interactions
     timers: list[TimerOp] = field(default_factory=list)  # trigger timers set or cancelled
 
@@ -303,7 +306,7 @@ class Stitcher:
     or its data would be merged into two customers.
     """
 
-    __slots__ = ("fp", "ip", "key", "pp", "prior", "tp")
+    __slots__ = ("ip", "key", "pp", "prior", "tp")
 
     def __init__(
         self,
@@ -311,14 +314,12 @@ class Stitcher:
         ip: IdentityParams,
         pp: ProfileParams,
         prior: Lookup | None = None,
-        fp: FeedbackParams | None = None,
         tp: TriggerParams | None = None,
     ) -> None:
         self.key = key
         self.ip = ip
         self.pp = pp
         self.prior = prior
-        self.fp = fp or FeedbackParams()
         self.tp = tp  # None: no trigger timers
 
     def apply(self, node: Node | None, items: list[Event | Control], out: Outbox) -> Node | None:
@@ -373,13 +374,13 @@ class Stitcher:
         if customer is None:
             customer = node.customer = new_state(self.key, ev.timestamp)
         _, changed = step(customer, ev, self.pp)
-        if node.waiting is not None or is_feedback(ev):
-            node.waiting, examples = watch(node.waiting, ev, self.fp)
-            out.examples += examples
-            out.touched = True
+        if is_feedback(ev):  # (the join dedupes decisions and answers itself)
+            out.feedback.append(ev)
         if not changed:
             return  # a duplicate: it linked whatever it links the first time
         out.profile_changed = True
+        if ev.event == ORDER_COMPLETED:  # a conversion may credit a served decision
+            out.feedback.append(ev)
         if ev.event in ACTIONS:
             out.observed += observations(customer.recent, ev)
         if self.tp is not None and ev.event in ARMING:

@@ -254,3 +254,30 @@ def test_replay_at_full_speed_fires_what_the_live_run_fired(events: list[Event])
     assert got == fired(live)
     assert {r for _, r, _, _ in got} >= {"abandoned_cart", "browse_abandonment"}
     assert any(step == 1 for _, _, step, _ in got)  # reminders too
+
+
+def test_a_decision_nobody_answers_becomes_a_negative_on_the_watermark() -> None:
+    """The customer never comes back: the timeout is labelled when event time passes it."""
+    from dataflows.flow import MODEL
+    from dataflows.redis_io import TICK_KEY
+    from models.events import decision_event
+    from models.learning import decode_learner
+    from models.triggers import Tick
+
+    t = 1_700_000_000_000
+    h = 3_600_000
+    served = decision_event("gone", "d1", "welcome", "email", 1.0, False, t, {"views": 0.1})
+    answered = decision_event("back", "d2", "welcome", "email", 1.0, False, t, {"views": 0.2})
+    click = Event("track", "c2", t + 60_000, NOW, "email", user_id="back",
+                  event="Message Clicked", properties={"decision_id": "d2"})  # fmt: skip
+
+    def models_after(*ticks: int) -> tuple[int, int]:
+        items: list[tuple[str, Any]] = [("gone", served), ("back", answered), ("back", click)]
+        items += [(TICK_KEY, Tick(0, tick)) for tick in ticks]
+        out: list[tuple[str, Output]] = []
+        run_main(build_flow(Settings(partitions=1), TestingSource(items, 10), TestingSink(out)))
+        arm = decode_learner([v[1] for _, v in out if v[0] == MODEL][-1]).arms["welcome|email"]
+        return arm.n, arm.positives
+
+    assert models_after(t + 71 * h) == (1, 1)  # the click only: the other still waits
+    assert models_after(t + 71 * h, t + 73 * h) == (2, 1)  # 72 h later: a negative

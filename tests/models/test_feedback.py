@@ -97,3 +97,24 @@ def test_watch_keeps_state_only_while_something_waits() -> None:
     assert w is not None and w.early
     w, out = watch(w, served("d1", "m", 0), P)
     assert w is None and [e.why for e in out] == ["clicked"]
+
+
+def test_the_book_times_out_decisions_of_customers_who_never_come_back() -> None:
+    from models.feedback import FeedbackBook, decode_book, encode_book
+
+    book = FeedbackBook(P)
+    assert book.add("u1", served("d1", "m", 0)) == []
+    assert book.add("u2", served("d2", "m", H)) == []
+    assert [e.why for e in book.add("u2", track("Message Clicked", 2 * H, decision_id="d2"))] == [
+        "clicked"
+    ]
+    assert book.advance(72 * H) == []  # not yet past d1's timeout (72 h)
+    back = decode_book(encode_book(book), P)  # a snapshot in between
+    out = back.advance(72 * H + 1)
+    assert [(e.decision_id, e.y, e.why) for e in out] == [("d1", False, "timeout")]
+    assert back.waiting == {} and back.advance(10**15) == []  # each decision once
+    # an answer whose decision never arrives is forgotten after early_ms
+    back.add("u3", track("Message Clicked", 0, decision_id="lost"))
+    assert "u3" in back.waiting
+    back.advance(P.early_ms + 1)
+    assert back.waiting == {}
