@@ -208,6 +208,8 @@ class _DictLogic(StatefulBatchLogic[Event, bytes, dict[str, int]]):
         self.counts: dict[str, int] = resume or {}
 
     def on_batch(self, values: list[Event]) -> tuple[Iterable[bytes], bool]:
+        if type(values[0]) is not Event:  # the source's watermark ticks (their own key)
+            return [], StatefulBatchLogic.DISCARD
         counts = self.counts
         for ev in values:
             label = ev.event or ev.type

@@ -93,7 +93,8 @@ TICK = 8  # (TICK, models.triggers.Tick, None): to every timer shard
 TIMER = 9  # (TIMER, models.triggers.TimerOp, None): to the customer's timer shard
 TRIGGER = 10  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
 FEEDBACK = 11  # (FEEDBACK, Event, customer id): a decision, answer or order, to its shard
-TICK_KEY = "\x00ticks"  # the key the source gives watermark ticks (never a customer id)
+TICK_KEY = "\x00ticks"  # prefix of the keys of watermark ticks (never a customer id): one
+# per partition, so that ticks reach several workers (they flush per-worker buffers)
 TICK_EVERY_MS = 200  # a partition's watermark is sent when it moved at least this much
 TriggerConfig = tuple[Catalog, ConsentPolicy, int]  # catalog, consent policy, stream maxlen
 Output = tuple[int, Any, Any]
@@ -157,6 +158,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         # event-time watermark (`models.triggers`): the newest event time read up to the
         # previous read while behind, the wall clock once caught up
         self._partition = partition
+        self._tick_key = f"{TICK_KEY}{partition}"
         self._wall_ms = wall_ms
         self._max_ts = -(2**62)
         self._sent_wm = -(2**62)
@@ -201,7 +203,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         if watermark < self._sent_wm + TICK_EVERY_MS:
             return []
         self._sent_wm = watermark
-        return [(TICK_KEY, Tick(self._partition, watermark))]
+        return [(self._tick_key, Tick(self._partition, watermark))]
 
     def _dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
         log.error("undecodable entry %s in %s: %s", entry_id, self._stream, exc)

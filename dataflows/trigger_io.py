@@ -24,7 +24,7 @@ from models import scripts
 from models.consent import ConsentPolicy
 from models.decision import Contact, Decision, best_channel, contact_args, render
 from models.keys import Keys
-from models.profile import decode_profile, iso
+from models.profile import Profile, decode_profile, iso
 from models.triggers import Trigger
 
 TRIGGER_CHANNELS = ("email", "sms", "push")  # where marketing automation sends
@@ -60,7 +60,7 @@ class TriggerWriter:
             self._read(keys=[keys.profile(cid), keys.link(cid), keys.contacts(cid)],
                        args=[at - keep_ms], client=pipe)  # fmt: skip
         got: list[Any] = pipe.execute()
-        docs: list[tuple[Trigger, bytes]] = []
+        decided: list[tuple[Trigger, int, Decision | None, Profile | None]] = []
         for (t, at), sent, (blob, _, flat) in zip(fired, got[0::2], got[1::2], strict=True):
             if sent:
                 continue  # appended before a restart: not decided (nor counted) again
@@ -68,39 +68,45 @@ class TriggerWriter:
                 Contact(int(float(flat[i + 1])), *flat[i].decode().split("|", 2)[:2])
                 for i in range(0, len(flat), 2)
             ]
-            d = self._decide(t, blob or None, at, history, keep_ms)
-            docs.append((t, trigger_document(t, at, d)))
-        if not docs:
+            profile = decode_profile(blob) if blob else None  # None: erased since
+            d = None
+            if profile is not None:
+                d = best_channel(self._catalog, profile, TRIGGER_CHANNELS, at, history,
+                                 self._consent)  # fmt: skip
+            decided.append((t, at, d, profile))
+        if not decided:
             return 0
+        # the chosen contacts, re-checked against caps and cooldowns and recorded atomically
+        # per customer (one script each), all in one round trip
+        pipe = self._r.pipeline(transaction=False)
+        recording = [(t, at, d, p) for t, at, d, p in decided if d is not None and d.message]
+        for t, at, d, _ in recording:
+            assert d is not None
+            candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
+            self._record(keys=[keys.contacts(t.customer_id)],
+                         args=contact_args(self._catalog.policy, d.channel, t.id, at, keep_ms,
+                                           candidates), client=pipe)  # fmt: skip
+        verdicts: list[Any] = pipe.execute() if recording else []
+        for (_, _, d, profile), (verdict, detail) in zip(recording, verdicts, strict=True):
+            assert d is not None and profile is not None
+            _settle(d, profile, verdict.decode(), detail.decode())
         args: list[Any] = [self._maxlen, TRIGGER_DEDUPE_S]
-        for t, doc in docs:
-            args += [t.id, t.rule, t.customer_id, doc]
+        for t, at, d, _ in decided:
+            args += [t.id, t.rule, t.customer_id, trigger_document(t, at, d)]
         added: Any = self._add(
-            keys=[keys.triggers(), *(keys.trigger_sent(t.id) for t, _ in docs)], args=args
+            keys=[keys.triggers(), *(keys.trigger_sent(t.id) for t, *_ in decided)], args=args
         )
         return int(added)
 
-    def _decide(
-        self, t: Trigger, blob: bytes | None, at: int, history: list[Contact], keep_ms: int
-    ) -> Decision | None:
-        if blob is None:
-            return None  # erased since (its timers were cancelled) or not written yet
-        profile = decode_profile(blob)
-        d = best_channel(self._catalog, profile, TRIGGER_CHANNELS, at, history, self._consent)
-        if d.message is None:
-            return d
-        candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
-        verdict, detail = self._record(
-            keys=[self._keys.contacts(t.customer_id)],
-            args=contact_args(self._catalog.policy, d.channel, t.id, at, keep_ms, candidates),
-        )
-        if verdict != b"ok":
-            d.message, d.suppressed_by = None, verdict.decode()
-            d.reason = f"taken meanwhile: {verdict.decode()} {detail.decode()}".strip()
-        elif detail.decode() != d.message.id:  # a concurrent decision took the best one
-            d.score, d.message = next((s, m) for s, m in d.candidates if m.id == detail.decode())
-            d.content = render(d.message, profile, d)
-        return d
+
+def _settle(d: Decision, profile: Profile, verdict: str, detail: str) -> None:
+    """Apply the contact script's verdict to a decision (a concurrent one may have won)."""
+    if verdict != "ok":
+        d.message, d.suppressed_by = None, verdict
+        d.reason = f"taken meanwhile: {verdict} {detail}".strip()
+    elif d.message is not None and detail != d.message.id:  # it took the best one
+        d.score, d.message = next((s, m) for s, m in d.candidates if m.id == detail)
+        d.content = render(d.message, profile, d)
 
 
 def trigger_document(t: Trigger, fired_at_ms: int, d: Decision | None = None) -> bytes:

@@ -130,7 +130,8 @@ class CustomerState:
     seen_cap: int = 64  # prune `seen` when it reaches this size (amortised)
     # [ts, product_id] of the latest purchases, ascending, distinct: never suggested again
     bought: list[list[Any]] = field(default_factory=list)
-    # browse abandonment (`models.triggers`): [session start, {"p:id"|"c:cat": views}, added]
+    # browse abandonment (`models.triggers`):
+    # [session start, {"p:id"|"c:cat": views}, added to cart, time the timer was last moved]
     browse: list[Any] = field(default_factory=list)
 
     # --- derived views ---------------------------------------------------------------------
@@ -568,7 +569,7 @@ def merge(
     out.bought = _latest_distinct(a.bought + b.bought)
     # browsing: the later session's (sessions of two devices are not added up)
     later = max((a.browse, b.browse), key=lambda x: (x[0], repr(x)) if x else (-1, ""))
-    out.browse = [later[0], dict(later[1]), later[2]] if later else []
+    out.browse = [later[0], dict(later[1]), *later[2:]] if later else []
     return out
 
 

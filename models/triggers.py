@@ -63,6 +63,12 @@ class TriggerError(ValueError):
 class Rule:
     delays_ms: tuple[int, ...]  # the series: each from the timer's reference time
     cooldown_ms: int
+    # a timer is moved at most once per `slack_ms` of event time (browsing moves it with
+    # every view): each deadline is that much later, so it never fires early
+    slack_ms: int = 0
+
+    def due(self, at_ms: int, step: int) -> int:
+        return at_ms + self.delays_ms[step] + self.slack_ms
 
     @property
     def enabled(self) -> bool:
@@ -190,8 +196,10 @@ def _browse(state: CustomerState, ev: Event, params: TriggerParams) -> list[Time
         return []
     session = state.sessions[-1][0]
     if not state.browse or state.browse[0] != session:
-        state.browse = [session, {}, False]
-    _, counts, added = state.browse
+        state.browse = [session, {}, False, None]
+    elif len(state.browse) == 3:  # kept before moves were throttled
+        state.browse.append(None)
+    _, counts, added, armed_at = state.browse
     props = ev.properties
     pid, category = props.get("product_id"), props.get("category")
     best: tuple[int, str] | None = None
@@ -207,6 +215,9 @@ def _browse(state: CustomerState, ev: Event, params: TriggerParams) -> list[Time
             del counts[k]
     if added or best is None or best[0] < params.browse_views:
         return []
+    if armed_at is not None and ev.timestamp - armed_at < params.rules[BROWSE].slack_ms:
+        return []  # moved recently: its deadline (with the slack) is not earlier than ours
+    state.browse[3] = ev.timestamp
     kind, _, value = best[1].partition(":")
     payload = {"product_id" if kind == "p" else "category": value, "views": best[0],
                "session_started_at": session}  # fmt: skip
@@ -254,7 +265,7 @@ class Timers:
             cur[1], cur[3], cur[4] = op.at_ms, op.payload or {}, 0  # moved: same series
         else:
             cur = self.armed[key] = [op.version, op.at_ms, 0, op.payload or {}, 0]
-        heapq.heappush(self._heap, (cur[1] + rule.delays_ms[cur[2]], key, op.version, cur[2]))
+        heapq.heappush(self._heap, (rule.due(cur[1], cur[2]), key, op.version, cur[2]))
 
     def watermark(self) -> int | None:
         """The oldest partition's watermark; None until every partition has reported."""
@@ -276,7 +287,7 @@ class Timers:
                 continue  # cancelled, re-armed or moved since: a stale entry
             cid, _, rule_name = key.rpartition("|")
             rule = self.params.rules[rule_name]
-            deadline = cur[1] + rule.delays_ms[step]
+            deadline = rule.due(cur[1], step)
             if due != max(deadline, cur[4]):
                 continue  # moved: its current entry is further down the heap
             quiet = self.params.quiet
@@ -298,7 +309,7 @@ class Timers:
             cur[4] = 0
             if step + 1 < len(rule.delays_ms):
                 cur[2] = step + 1
-                heapq.heappush(heap, (cur[1] + rule.delays_ms[step + 1], key, version, step + 1))
+                heapq.heappush(heap, (rule.due(cur[1], step + 1), key, version, step + 1))
             else:
                 del self.armed[key]
         if wm is not None and len(self.fired) > 2 * max(64, len(self.armed)):
@@ -322,6 +333,6 @@ def decode_timers(data: bytes, params: TriggerParams) -> Timers:
         rule = params.rules.get(key.rpartition("|")[2])
         if rule is None or step >= len(rule.delays_ms):
             continue  # a rule switched off or shortened since: dropped at its deadline
-        t._heap.append((max(at_ms + rule.delays_ms[step], held), key, version, step))
+        t._heap.append((max(rule.due(at_ms, step), held), key, version, step))
     heapq.heapify(t._heap)
     return t

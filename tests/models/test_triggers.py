@@ -196,3 +196,23 @@ def test_cooldown_and_restart_for_checkout_and_browse(rule: str) -> None:
     assert mine(r, 600) == first
     arm_at(r, 25 * 60, 3)  # a day later it does
     assert len(mine(r, 27 * 60)) == 2
+
+
+def test_browsing_moves_its_timer_at_most_once_per_slack_and_never_fires_early() -> None:
+    rules = {**TriggerParams().rules, BROWSE: Rule((30 * MIN,), 24 * H, slack_ms=3 * MIN)}
+    params = TriggerParams(rules=rules)
+    r = Run(params)
+    moves: list[float] = []
+    minutes = [0, 1, 2, 3, 4, 4.5, 6, 7]
+    for i, m in enumerate(minutes):
+        e = ev(i, "Product Viewed", m, product_id="p1")
+        state, _ = step(r.states.get("u1"), e, PP)
+        r.states["u1"] = state
+        for op in arm(state, e, params):
+            moves.append((op.at_ms - T0) / MIN)
+            r.timers.apply(op)
+    assert moves == [2, 6]  # armed at the 3rd view, then moved once 3+ minutes later
+    last = minutes[-1]
+    assert r.until(last + 30 - 0.01) == []  # never before 30 min after the last view
+    ((rule, _, _, due),) = r.until(last + 34)
+    assert rule == BROWSE and last + 30 <= due <= last + 33
