@@ -1,7 +1,9 @@
-# One image, two commands:
+# One image, three commands:
 #   docker run -p 8000:8000 -e NUDGE_REDIS_URL=... -e NUDGE_WRITE_KEYS=... -e NUDGE_API_KEYS=... \
 #              -e NUDGE_ADMIN_KEYS=... nudge                       # the API (default command)
 #   docker run -v nudge-recovery:/data -e NUDGE_REDIS_URL=... nudge nudge dataflow
+#   docker run -e NUDGE_REDIS_URL=... -e NUDGE_WEBHOOK_URLS=... -e NUDGE_WEBHOOK_SECRET=... \
+#              nudge nudge webhooks                                # triggers to your webhooks
 FROM python:3.12-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
