@@ -33,7 +33,7 @@ def use_learner(app: FastAPI, learner: Learner) -> None:
     app.state.propensity = scorer(learner)
 
 
-async def _refresh_models(app: FastAPI, store: Store, arms: list[str], every_s: float) -> None:
+async def _refresh_published(app: FastAPI, store: Store, arms: list[str], every_s: float) -> None:
     """Poll what the dataflow publishes for decisions: the response models (one key per arm
     of the catalog; a new `Learner` is swapped in when any changed, a bad blob is logged and
     the others are used) and the product index (swapped in when its version changes)."""
@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ConfigError(problem)
         app.state.store = store
         arms = [Learner.key(m.id, ch) for m in catalog.messages for ch in m.channels]
-        refresher = asyncio.create_task(_refresh_models(app, store, arms, settings.model_refresh_s))
+        refresher = asyncio.create_task(
+            _refresh_published(app, store, arms, settings.model_refresh_s)
+        )
         decisions = app.state.decision_log = DecisionLog(store)
         flusher = asyncio.create_task(decisions.run())
         try:

@@ -11,15 +11,10 @@ import redis.asyncio as aioredis
 from config.catalog import ContactPolicy
 from models import scripts
 from models.codec import ENTRY_FIELD, encode_entry
-from models.decision import Contact, contact_args
+from models.decision import Contact, contact_args, contacts_from
 from models.events import Event, erase_marker
 from models.keys import Keys, layout_error, partition_for
 from models.profile import decode_profile
-
-
-def _contact(member: bytes, at: float) -> Contact:
-    channel, message_id, _ = member.decode().split("|", 2)
-    return Contact(int(at), channel, message_id)
 
 
 @dataclass(slots=True)
@@ -124,8 +119,7 @@ class Store:
         """The canonical id of `any_id`, its profile and its contacts of the last `keep_ms`:
         one round trip for a canonical or unknown id, two for a linked id."""
         cid, blob, flat = await self._customer(any_id, now_ms - keep_ms)
-        contacts = [_contact(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
-        return cid, blob, contacts
+        return cid, blob, contacts_from(flat)
 
     async def _customer(self, any_id: str, since: int | str) -> tuple[str, bytes | None, Any]:
         """Profile, link and contacts since `since` (ms, or "+inf": none) of `any_id`, else of

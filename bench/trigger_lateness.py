@@ -27,6 +27,7 @@ from pathlib import Path
 import orjson
 import redis
 
+from bench.decide import pct
 from bench.machine import REES46, data_path, header, table
 from cli.datasets import read_calls
 from cli.embedded import RedisServer
@@ -37,10 +38,6 @@ from models.segment import normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
-
-
-def pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 def ms_of(iso_time: str) -> int:

@@ -21,7 +21,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from config import ConfigError, Settings, get_settings
-from config.catalog import CatalogError, load_catalog
+from config.catalog import Catalog, CatalogError, load_catalog
 from config.runtime import tune_gc
 from dataflows.redis_io import (
     ERASED,
@@ -133,8 +133,9 @@ def identity_params(settings: Settings) -> IdentityParams:
     return IdentityParams(enabled=settings.identity, max_ids=settings.identity_max_ids)
 
 
-def trigger_params(settings: Settings) -> TriggerParams:
-    """The trigger rules of `settings` (each may be off: `Rule.enabled`)."""
+def trigger_params(settings: Settings, catalog: Catalog | None = None) -> TriggerParams:
+    """The trigger rules of `settings` (each may be off: `Rule.enabled`), held by the quiet
+    hours of `catalog` (default: `settings.catalog`'s)."""
     day = settings.trigger_cooldown_s * 1000
     rules = {
         CART: Rule(tuple(d * 1000 for d in settings.trigger_cart_s), day),
@@ -146,14 +147,18 @@ def trigger_params(settings: Settings) -> TriggerParams:
             settings.trigger_browse_s[0] * 100 if settings.trigger_browse_s else 0,
         ),
     }
-    try:
-        policy = load_catalog(settings.catalog).policy
-    except CatalogError as exc:
-        raise ConfigError(f"NUDGE_CATALOG: {exc}") from exc
+    policy = (catalog or flow_catalog(settings)).policy
     # triggers go out on outbound channels: the catalog's quiet hours hold them
     quiet = (policy.quiet_start_min, policy.quiet_end_min) if policy.quiet_channels else None
     return TriggerParams(rules, settings.trigger_browse_views, settings.partitions, quiet,
                          policy.default_timezone)  # fmt: skip
+
+
+def flow_catalog(settings: Settings) -> Catalog:
+    try:
+        return load_catalog(settings.catalog)
+    except CatalogError as exc:
+        raise ConfigError(f"NUDGE_CATALOG: {exc}") from exc
 
 
 def shard_of(customer_id: str, shards: int) -> str:
@@ -475,12 +480,12 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
     )
 
 
-def redis_sink(settings: Settings) -> RedisProfileSink:
+def redis_sink(settings: Settings, catalog: Catalog | None = None) -> RedisProfileSink:
     """The profile keys of `settings`."""
     triggers = None
-    if any(r.enabled for r in trigger_params(settings).rules.values()):
+    if settings.trigger_cart_s or settings.trigger_checkout_s or settings.trigger_browse_s:
         consent = ConsentPolicy(frozenset(settings.consent_opt_in))
-        triggers = (load_catalog(settings.catalog), consent, settings.triggers_maxlen)
+        triggers = (catalog or flow_catalog(settings), consent, settings.triggers_maxlen)
     return RedisProfileSink(
         client_factory(settings.require_redis()),
         Keys(settings.key_prefix),
@@ -516,10 +521,11 @@ def build_flow(
     `recovery` says whether the run snapshots state (it decides whether streams are trimmed)."""
     source = source or redis_source(settings, recovery)
     prior = link_lookup(settings) if sink is None else None
-    sink = sink or redis_sink(settings)
+    catalog = flow_catalog(settings)
+    sink = sink or redis_sink(settings, catalog)
     params = profile_params(settings)
     ip = identity_params(settings)
-    triggers = trigger_params(settings)
+    triggers = trigger_params(settings, catalog)
 
     flow = Dataflow("nudge")
     # the source keys events by id (`Event.customer_key`) and control records by addressee

@@ -22,7 +22,7 @@ import redis
 from config.catalog import Catalog
 from models import scripts
 from models.consent import ConsentPolicy
-from models.decision import Contact, Decision, best_channel, contact_args, render
+from models.decision import Decision, best_channel, contact_args, contacts_from, render
 from models.keys import Keys
 from models.profile import Profile, decode_profile, iso
 from models.triggers import Trigger
@@ -64,10 +64,7 @@ class TriggerWriter:
         for (t, at), sent, (blob, _, flat) in zip(fired, got[0::2], got[1::2], strict=True):
             if sent:
                 continue  # appended before a restart: not decided (nor counted) again
-            history = [
-                Contact(int(float(flat[i + 1])), *flat[i].decode().split("|", 2)[:2])
-                for i in range(0, len(flat), 2)
-            ]
+            history = contacts_from(flat)
             profile = decode_profile(blob) if blob else None  # None: erased since
             d = None
             if profile is not None:

@@ -97,10 +97,15 @@ def encode_entry(events: list[Event]) -> bytes:
 
 
 def decode_entry(data: bytes) -> list[Event]:
+    return [row_to_event(row) for row in unpack_rows(data, "stream entry", "events", CodecError)]
+
+
+def unpack_rows(data: bytes, entry: str, what: str, error: type[Exception]) -> list[Any]:
+    """A stream entry's payload: a msgpack array of records (`what`), else `error`."""
     try:
         rows = msgpack.unpackb(data, raw=False)
     except Exception as exc:
-        raise CodecError(f"stream entry is not msgpack: {exc}") from exc
+        raise error(f"{entry} is not msgpack: {exc}") from exc
     if not isinstance(rows, list):
-        raise CodecError("stream entry is not an array of events")
-    return [row_to_event(row) for row in rows]
+        raise error(f"{entry} is not an array of {what}")
+    return rows

@@ -69,6 +69,16 @@ class Decision:
     suggestions: list[str] = field(default_factory=list)  # products, when a message is chosen
 
 
+def contacts_from(flat: Sequence[bytes]) -> list[Contact]:
+    """The contact history as Redis returns it (`decision_read.lua`: member, score, …; a
+    member is ``channel|message|decision``)."""
+    out = []
+    for i in range(0, len(flat), 2):
+        channel, message_id, _ = flat[i].decode().split("|", 2)
+        out.append(Contact(int(float(flat[i + 1])), channel, message_id))
+    return out
+
+
 def capped(
     policy: ContactPolicy, channel: str, history: Iterable[Contact], now_ms: int
 ) -> str | None:

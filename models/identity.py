@@ -36,7 +36,7 @@ from typing import Any, Final
 import msgpack
 
 from models import NudgeError
-from models.codec import event_to_row, row_to_event
+from models.codec import event_to_row, row_to_event, unpack_rows
 from models.customer import (
     CustomerState,
     ProfileParams,
@@ -49,7 +49,7 @@ from models.customer import (
     step,
 )
 from models.events import ERASE, ORDER_COMPLETED, Event
-from models.feedback import Waiting, is_feedback
+from models.feedback import is_feedback
 from models.products import ACTIONS, Observation, observations
 from models.triggers import ARMING, TimerOp, TriggerParams, arm, disarm, rearm
 
@@ -167,12 +167,7 @@ def encode_controls(records: list[Control]) -> bytes:
 
 
 def decode_controls(data: bytes) -> list[Control]:
-    try:
-        rows = msgpack.unpackb(data, raw=False)
-    except Exception as exc:
-        raise IdentityError(f"control entry is not msgpack: {exc}") from exc
-    if not isinstance(rows, list):
-        raise IdentityError("control entry is not an array of records")
+    rows = unpack_rows(data, "control entry", "records", IdentityError)
     return [row_to_control(r) for r in rows]
 
 
@@ -215,9 +210,6 @@ class Node:
     # open link requests -> ids reserved for what they may bring (the runaway limit counts them)
     pending: dict[str, int] = field(default_factory=dict)
     held: list[Event] = NONE  # events held until `pending` empties
-    # served decisions awaiting their outcome: kept by the timer shards now
-    # (`models.feedback.FeedbackBook`); read from older snapshots only, and not used
-    waiting: Waiting | None = None
 
 
 @dataclass(slots=True)
@@ -250,7 +242,6 @@ def encode_node(n: Node) -> bytes:
         n.target is None
         and n.customer is not None
         and not (n.ids or n.asked or n.pending or n.held)
-        and n.waiting is None
     ):
         return _KIND_BYTE[n.kind] + encode_state(n.customer)
     return _packer.pack(
@@ -264,9 +255,6 @@ def encode_node(n: Node) -> bytes:
             n.asked,
             n.pending,
             [event_to_row(e) for e in n.held],
-            [n.waiting.decisions, n.waiting.done, n.waiting.early]
-            if n.waiting is not None
-            else None,
         ]
     )
 
@@ -278,8 +266,9 @@ def decode_node(data: bytes) -> Node:
     row = msgpack.unpackb(data, raw=False, strict_map_key=False)
     if not isinstance(row, list) or not row or row[0] != NODE_VERSION:
         raise IdentityError(f"unknown identity node version {row[0] if row else None!r}")
-    _, key, kind, state, target, ids, asked, pending, held, *rest = row
-    waiting = Waiting(*rest[0]) if rest and rest[0] is not None else None
+    # (older snapshots carry a tenth field, decisions awaiting an outcome: those now wait
+    # in the timer shards, `models.feedback.FeedbackBook`)
+    _, key, kind, state, target, ids, asked, pending, held, *_ = row
     return Node(
         key,
         kind,
@@ -289,7 +278,6 @@ def decode_node(data: bytes) -> Node:
         asked or NONE,
         pending,
         [row_to_event(r) for r in held] if held else NONE,
-        waiting,
     )
 
 
