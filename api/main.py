@@ -15,10 +15,13 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from api.decision_log import DecisionLog
-from api.routes import customers, decide, health, ingest, learning
+from api.metrics import RequestContext
+from api.ops import OpsSampler
+from api.routes import customers, decide, health, ingest, learning, ops
 from api.store import Store
 from config import ConfigError, Settings, get_settings
 from config.catalog import CatalogError, load_catalog
+from config.logs import setup_logging
 from config.runtime import tune_gc
 from models.consent import ConsentPolicy
 from models.keys import Keys
@@ -68,6 +71,7 @@ async def _refresh_published(app: FastAPI, store: Store, arms: list[str], every_
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Keys are required; the Redis client is created at startup, not here."""
     settings = settings or get_settings()
+    setup_logging(settings.log_format, settings.log_level)
     settings.require_keys()
     url = settings.require_redis()
     try:
@@ -101,11 +105,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         decisions = app.state.decision_log = DecisionLog(store)
         flusher = asyncio.create_task(decisions.run())
+        sampler = app.state.ops = OpsSampler(store, settings.ops_sample_s)
+        sampling = asyncio.create_task(sampler.run())
         try:
             yield
         finally:
             refresher.cancel()
             flusher.cancel()
+            sampling.cancel()
             await decisions.flush()
             await client.aclose()
 
@@ -125,10 +132,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers.router)
     app.include_router(decide.router)
     app.include_router(learning.router)
+    app.include_router(ops.router)
+    app.add_middleware(RequestContext)
 
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
         # Not the client's fault: say so, so that SDKs retry (Segment's retry on 5xx).
+        log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(
             {"detail": f"storage unavailable, retry later: {type(exc).__name__}"}, status_code=503
         )

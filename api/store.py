@@ -15,6 +15,7 @@ from models.decision import Contact, contact_args, contacts_from
 from models.events import Event, erase_marker
 from models.keys import Keys, layout_error, partition_for
 from models.profile import decode_profile
+from models.progress import OpsSnapshot, parse, queue_reads
 
 
 @dataclass(slots=True)
@@ -190,3 +191,10 @@ class Store:
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
+
+    async def ops_snapshot(self) -> OpsSnapshot:
+        """Lag, progress, freshness, counters and dead letters (`models.progress`): one
+        round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        queue_reads(pipe, self.keys, self.partitions)
+        return parse(await pipe.execute(), self.keys, self.partitions)

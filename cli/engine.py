@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from cli.embedded import RedisServer
+from cli.embedded import RedisServer, free_port
 from config import Settings
 
 
@@ -29,6 +29,7 @@ class Engine:
     redis: RedisServer | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    metrics_url: str = ""
     write_key: str = ""
     api_key: str = ""
     admin_key: str = ""
@@ -64,7 +65,10 @@ class Engine:
             "NUDGE_RECOVERY_DIR": str(
                 s.recovery_dir if "NUDGE_RECOVERY_DIR" in os.environ else self.data_dir / "recovery"
             ),
+            # the dataflow's /metrics: as configured, else a free port (several `up`s coexist)
+            "NUDGE_METRICS_PORT": os.environ.get("NUDGE_METRICS_PORT", str(free_port())),
         }
+        self.metrics_url = f"http://{self.host}:{self.env['NUDGE_METRICS_PORT']}/metrics"
         me = [sys.executable, "-m", "cli.main"]
         self.procs["dataflow"] = subprocess.Popen([*me, "dataflow"], env=self.env)
         self.procs["api"] = subprocess.Popen(

@@ -5,13 +5,16 @@ nudge demo       `up`, then the REES46 sample replayed, a few profiles and curl 
 nudge api        the HTTP API (uvicorn, uvloop, httptools)
 nudge dataflow   the Bytewax dataflow, with recovery
 nudge replay F   a REES46/Taobao CSV or Segment JSONL file through the ingest API
-nudge lag        where the dataflow is in each stream partition
+nudge lag        a live table of the dataflow's lag, events/s and triggers/s
+nudge status     a one-shot summary; exit code 1 when the lag breaks the SLO
+nudge webhooks   deliver triggers to NUDGE_WEBHOOK_URLS
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -23,8 +26,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from config.logs import setup_logging
 from config.settings import ConfigError, Settings, load_settings
 
+log = logging.getLogger("nudge")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
@@ -117,6 +122,15 @@ def dataflow(
             init_db_dir(db, s.recovery_partitions)
             console.print(f"initialised {s.recovery_partitions} recovery partition(s) in {db}")
         recovery_config = RecoveryConfig(str(db))
+    setup_logging(s.log_format, s.log_level)
+    if s.metrics_port:
+        from dataflows import metrics
+
+        try:
+            port = metrics.serve(s.metrics_port, s.metrics_host)
+            console.print(f"dataflow metrics on http://{s.metrics_host}:{port}/metrics")
+        except OSError as exc:  # the dataflow matters more than its metrics
+            log.warning("dataflow metrics not served on port %d: %s", s.metrics_port, exc)
     tune_gc()
     try:
         cli_main(
@@ -154,6 +168,7 @@ def webhooks() -> None:
             raise ConfigError("set NUDGE_WEBHOOK_SECRET: every delivery is signed with it")
     except ConfigError as exc:
         raise _fail(exc) from exc
+    setup_logging(s.log_format, s.log_level)
     params = WebhookParams(
         s.webhook_secret.get_secret_value().encode(),
         s.webhook_max_attempts,
@@ -249,22 +264,77 @@ def replay(
     _run_replay(file, base, _write_key(s, write_key), speed, limit)
 
 
-@app.command("lag")
-def lag_cmd() -> None:
-    """Where the dataflow is in each stream partition."""
+def _redis(s: Settings) -> Any:
     import redis
 
-    from cli.status import lag
+    try:
+        return redis.Redis.from_url(s.require_redis(), socket_timeout=5)
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command("lag")
+def lag_cmd(
+    once: Annotated[bool, typer.Option("--once", help="Print the table once and exit")] = False,
+    every: Annotated[float, typer.Option(help="Seconds between refreshes")] = 1.0,
+) -> None:
+    """A live table of the dataflow's lag per stream partition, events/s and triggers/s."""
+    from rich.live import Live
+
+    from cli.status import Rates, lag_table, snapshot
+    from models.keys import Keys
+
+    s = _settings()
+    client, keys = _redis(s), Keys(s.key_prefix)
+    before, at = snapshot(client, keys, s.partitions), time.monotonic()
+    if once:
+        time.sleep(min(every, 1.0))  # two reads make the rates
+    else:
+        time.sleep(0.2)
+    out = Console() if sys.stdout.isatty() else Console(width=160)  # piped: no wrapping
+
+    def table() -> Any:
+        nonlocal before, at
+        snap, now = snapshot(client, keys, s.partitions), time.monotonic()
+        rates = Rates.between(before, snap, now - at)
+        before, at = snap, now
+        return lag_table(snap, rates, time.time_ns() // 1_000_000, s.lag_slo_s)
+
+    if once:
+        out.print(table())
+        return
+    try:
+        with Live(table(), console=out, refresh_per_second=4) as live:
+            while True:
+                time.sleep(every)
+                live.update(table())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def status() -> None:
+    """A one-shot summary; exits 1 when the lag exceeds NUDGE_LAG_SLO_S or the dataflow has
+    stopped reporting (NUDGE_READY_PROGRESS_S), 2 when Redis cannot be reached."""
+    import redis
+
+    from cli.status import problems, snapshot, summary
     from models.keys import Keys
 
     s = _settings()
     try:
-        client = redis.Redis.from_url(s.require_redis())
-    except ConfigError as exc:
-        raise _fail(exc) from exc
-    for p in lag(client, Keys(s.key_prefix), s.partitions):
-        state = "caught up" if p.caught_up else f"{p.lag_ms / 1000:.1f} s behind"
-        print(f"{p.stream}\ttip {p.tip}\tread {p.read}\t{state}")
+        snap = snapshot(_redis(s), Keys(s.key_prefix), s.partitions)
+    except redis.RedisError as exc:
+        raise _fail(RuntimeError(f"redis: {exc}")) from exc
+    now = time.time_ns() // 1_000_000
+    for line in summary(snap, now, s.lag_slo_s, s.ready_progress_s):
+        print(line)
+    wrong = problems(snap, now, s.lag_slo_s, s.ready_progress_s)
+    for line in wrong:
+        print(f"NOT OK          {line}")
+    if wrong:
+        raise typer.Exit(1)
+    print("OK              the dataflow keeps up")
 
 
 def _start_engine(port: int, data_dir: Path) -> Any:
@@ -282,6 +352,8 @@ def _start_engine(port: int, data_dir: Path) -> Any:
     where = "embedded, " + engine.redis.url if engine.redis else "NUDGE_REDIS_URL"
     console.print(
         f"\n[bold]nudge is up[/bold]\n  API        {engine.url}  (docs: {engine.url}/docs)\n"
+        f"  ops page   {engine.url}/ops   metrics: {engine.url}/metrics, dataflow "
+        f"{engine.metrics_url}\n"
         f"  Redis      {where}\n  write key  {engine.write_key}\n"
         f"  API key    {engine.api_key}\n  admin key  {engine.admin_key}\n"
     )

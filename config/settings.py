@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -153,6 +153,32 @@ class Settings(BaseSettings):
     # --- API --------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+
+    # --- operations -------------------------------------------------------------------------
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535,
+        description="Port of the dataflow process's /metrics (0: none).",
+    )  # fmt: skip
+    metrics_host: str = Field(default="0.0.0.0", description="Bind address of that port.")
+    probe_s: float = Field(
+        default=1.0, ge=0, le=3600,
+        description="Seconds between freshness probes per stream partition (0: none).",
+    )  # fmt: skip
+    lag_slo_s: float = Field(
+        default=10.0, gt=0,
+        description="Stream lag above which `nudge status` fails and the alert fires.",
+    )  # fmt: skip
+    ready_progress_s: float = Field(
+        default=60.0, ge=0,
+        description="/readyz fails if the dataflow has not reported for this long (0: off).",
+    )  # fmt: skip
+    ops_sample_s: float = Field(
+        default=2.0, gt=0, le=60, description="Seconds between the samples of the /ops page."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="Log lines as JSON, text, or auto (text on a terminal)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     _split = field_validator("write_keys", "api_keys", "admin_keys", mode="before")(_split_keys)
 

@@ -23,6 +23,7 @@ from bytewax.outputs import Sink
 from config import ConfigError, Settings, get_settings
 from config.catalog import Catalog, CatalogError, load_catalog
 from config.runtime import tune_gc
+from dataflows import metrics
 from dataflows.redis_io import (
     ERASED,
     FEEDBACK,
@@ -31,6 +32,7 @@ from dataflows.redis_io import (
     MODEL,
     NOTE,
     OBSERVE,
+    PROBE,
     PRODUCTS,
     PROFILE,
     SEND,
@@ -79,6 +81,7 @@ from models.products import (
     observations,
 )
 from models.profile import encode_profile
+from models.progress import Probe
 from models.triggers import (
     ARMING,
     BROWSE,
@@ -165,7 +168,7 @@ def shard_of(customer_id: str, shards: int) -> str:
     return str(zlib.crc32(customer_id.encode()) % shards)
 
 
-class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
+class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, bytes]):
     """Applies `models.identity.Stitcher` (which steps `models.customer`) to the events and
     control records of one id; emits its profile if changed, link updates and control records.
 
@@ -205,10 +208,13 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
         self._snapshot: bytes | None = resume if recovery else b""
         self._recovery = recovery
 
-    def on_batch(self, values: list[Event | Control | Tick]) -> tuple[list[Output], bool]:
-        if type(values[0]) is Tick:  # the source's watermarks (their own keys): to the timers
+    def on_batch(self, values: list[Event | Control | Tick | Probe]) -> tuple[list[Output], bool]:
+        first = type(values[0])
+        if first is Tick:  # the source's watermarks (their own keys): to the timers
             ticks: list[Output] = [(TICK, t, None) for t in values]
             return ticks + _LOCAL.take_observed(), StatefulBatchLogic.DISCARD
+        if first is Probe:  # freshness probes (their own keys): to the sink, which times them
+            return [(PROBE, p, None) for p in values], StatefulBatchLogic.DISCARD
         # The common case, inline (it runs for every event): a canonical id (or a new one) and
         # events that bring no id it does not know. The first item that is anything else goes
         # to the `Stitcher` with everything after it.
@@ -318,6 +324,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick, Output, bytes]):
         if self._snapshot is None:
             assert self.node is not None
             self._snapshot = encode_node(self.node)
+        metrics.snapshot_taken("update_customer", len(self._snapshot))
         return self._snapshot
 
 
@@ -334,10 +341,16 @@ class ArmLogic(StatefulBatchLogic[Example, Output, bytes]):
         for ex in values:
             learner.learn(ex.message_id, ex.channel, ex.x, ex.y)
         self._blob = encode_learner(learner)
+        for key, report in learner.report().items():
+            message, _, channel = key.rpartition("|")
+            metrics.MODEL_EXAMPLES.labels(message, channel).set(report.pop("examples"))
+            for name, value in report.items():
+                metrics.MODEL.labels(message, channel, name).set(value)
         return [(MODEL, self._blob, None)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         assert self._blob is not None
+        metrics.snapshot_taken("learn", len(self._blob))
         return self._blob
 
 
@@ -393,6 +406,7 @@ class TimersLogic(StatefulBatchLogic[ShardItem, Output, bytes]):
             self._snapshot = msgpack.packb(
                 [encode_timers(self.timers), encode_book(self.book)], use_bin_type=True
             )
+        metrics.snapshot_taken("timers", len(self._snapshot))
         return self._snapshot
 
 
@@ -455,6 +469,7 @@ class ProductsLogic(StatefulBatchLogic[list[Observation], Output, bytes]):
     def snapshot(self) -> bytes:
         if self._blob is None:
             self._blob = encode_catalogue(self.catalogue.compact(self.published))
+        metrics.snapshot_taken("products", len(self._blob))
         return self._blob
 
 
@@ -477,6 +492,7 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
         read_events=settings.read_events,
         backoff_s=settings.idle_backoff_ms / 1000,
         trim_after_s=settings.trim_after_s if recovery else None,
+        probe_every_s=settings.probe_s,
     )
 
 

@@ -19,6 +19,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from config.catalog import Catalog
+from dataflows import metrics
 from dataflows.trigger_io import TriggerWriter
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
 from models.consent import ConsentPolicy
@@ -31,11 +32,13 @@ from models.identity import (
     encode_controls,
 )
 from models.keys import Keys, layout_error, partition_for, stream_id
+from models.progress import STREAM_INFO, Probe, field
 from models.triggers import Tick, Trigger
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.2
+PROBE_FIELD = b"probe"  # a freshness probe's entry (see `models.progress`)
 RETRIES = 8
 MSET_CHUNK = 1000
 MAX_READ_ENTRIES = 1000
@@ -78,23 +81,25 @@ def check_layout(client: redis.Redis, keys: Keys, partitions: int) -> None:
         raise RecoveryStoreError(problem)
 
 
-Keyed = tuple[str, Event | Control | Tick]
+Keyed = tuple[str, Event | Control | Tick | Probe]
 
 # What the dataflow's steps emit, keyed by an id (or an arm), and the sink writes: (tag, a, b)
 PROFILE = 0  # (PROFILE, blob or ERASED, None)
 LINK = 1  # (LINK, id, canonical id or "" to delete the link)
 SEND = 2  # (SEND, Control, None): a control record to append to the log
 NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
-LEARN = 4  # (LEARN, models.feedback.Example, None): from the timer shards to "learn", not the sink
-MODEL = 5  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
-OBSERVE = 6  # (OBSERVE, [models.products.Observation], None): to the "products" step
-PRODUCTS = 7  # (PRODUCTS, msgpack product index, version): the sink publishes it
-TICK = 8  # (TICK, models.triggers.Tick, None): to every timer shard
-TIMER = 9  # (TIMER, models.triggers.TimerOp, None): to the customer's timer shard
-TRIGGER = 10  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
-FEEDBACK = 11  # (FEEDBACK, Event, customer id): a decision, answer or order, to its shard
+PROBE = 4  # (PROBE, models.progress.Probe, None): a freshness probe, timed by the sink
+LEARN = 5  # (LEARN, models.feedback.Example, None): from the timer shards to "learn", not the sink
+MODEL = 6  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
+OBSERVE = 7  # (OBSERVE, [models.products.Observation], None): to the "products" step
+PRODUCTS = 8  # (PRODUCTS, msgpack product index, version): the sink publishes it
+TICK = 9  # (TICK, models.triggers.Tick, None): to every timer shard
+TIMER = 10  # (TIMER, models.triggers.TimerOp, None): to the customer's timer shard
+TRIGGER = 11  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
+FEEDBACK = 12  # (FEEDBACK, Event, customer id): a decision, answer or order, to its shard
 TICK_KEY = "\x00ticks"  # prefix of the keys of watermark ticks (never a customer id): one
 # per partition, so that ticks reach several workers (they flush per-worker buffers)
+PROBE_KEY = "\x00probe"  # prefix of the keys of freshness probes (one per partition)
 TICK_EVERY_MS = 200  # a partition's watermark is sent when it moved at least this much
 TriggerConfig = tuple[Catalog, ConsentPolicy, int]  # catalog, consent policy, stream maxlen
 Output = tuple[int, Any, Any]
@@ -102,29 +107,34 @@ ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the s
 
 
 class _StreamPartition(StatefulSourcePartition[Keyed, str]):
-    """Reads one stream partition with non-blocking XREAD; resume state is the last id.
+    """Reads one stream partition with non-blocking XREAD; resume state is the last id and
+    its ordinal (entries ever added up to it, for the count of entries behind).
 
     Emits ``(customer key, event)``: keyed here rather than in a separate step, which would
-    cost a Python call and a Bytewax step per event."""
+    cost a Python call and a Bytewax step per event. Every `PROGRESS_EVERY_S` it reports where
+    it is (`models.progress`) and, every `probe_every_s`, appends a freshness probe to its own
+    partition, which goes through the flow like an event and is timed by the sink."""
 
     def __init__(
         self,
         client: redis.Redis,
         keys: Keys,
         stream: str,
-        resume_id: str | None,
+        resume_state: str | None,
         read_events: int,
         backoff_s: float,
         trim_after_s: float | None,
         clock: Callable[[], float] = time.monotonic,
         partition: int = 0,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        probe_every_s: float = 0.0,
     ) -> None:
+        resume_id, _, ordinal = (resume_state or "").partition(" ")
         trimmed: Any = client.hget(keys.progress(), stream)
         if trimmed is not None and stream_id(resume_id or "0-0") < stream_id(trimmed):
             state = (
                 "has no state for it (lost, new, or a run without recovery)"
-                if resume_id is None
+                if not resume_id
                 else f"resumes it at {resume_id} (restored from an older backup?)"
             )
             raise RecoveryStoreError(
@@ -138,10 +148,16 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._keys = keys
         self._stream = stream
         self._last_id = resume_id or "0-0"
+        self._info = client.register_script(STREAM_INFO)
         # Entries already in the stream at start may have been acted on by a run before a
         # crash: control records among them are marked `replayed` (see `models.identity`).
-        tip: Any = client.xrevrange(stream, count=1)
-        self._replay_until = stream_id(tip[0][0]) if tip else (0, 0)
+        tip, added, length = self._info(keys=[stream])
+        self._replay_until = stream_id(tip)
+        # the ordinal of the last entry read; from the start, what was trimmed before counts
+        # as read. A snapshot of an older version has none: known again once caught up.
+        self._n: int | None = (
+            int(ordinal) if ordinal else (int(added) - int(length)) if not resume_id else None
+        )
         # An entry holds one request's events for this partition (1 to 2,500): the XREAD
         # COUNT adapts to the mean entry size so that a read brings about `read_events`.
         self._read_events = read_events
@@ -155,22 +171,33 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         # than `trim_after_s` are durably processed and may be trimmed.
         self._snapshots: deque[tuple[float, str]] = deque()
         self._progress_at = 0.0
+        self._probe_every = probe_every_s
+        self._probe_at = clock()
+        self._unreported = 0  # events read since the last report
         # event-time watermark (`models.triggers`): the newest event time read up to the
         # previous read while behind, the wall clock once caught up
         self._partition = partition
         self._tick_key = f"{TICK_KEY}{partition}"
+        self._probe_key = f"{PROBE_KEY}{partition}"
         self._wall_ms = wall_ms
         self._max_ts = -(2**62)
         self._sent_wm = -(2**62)
+        label = str(partition)
+        self._events_metric = metrics.EVENTS.labels(label)
+        self._entries_metric = metrics.ENTRIES.labels(label)
+        self._event_time_metric = metrics.EVENT_TIME.labels(label)
 
     def next_batch(self) -> list[Keyed]:
         now = self._clock()
         if now - self._progress_at >= PROGRESS_EVERY_S:
-            # where this partition's reader is (lag = stream tip - this); one HSET, throttled
             self._progress_at = now
-            self._r.hset(self._keys.progress(), self._keys.read_field(self._stream), self._last_id)
+            self._report(now)
         resp: Any = self._r.xread({self._stream: self._last_id}, count=self._count)
         if not resp:
+            if self._n is None:  # caught up: the ordinal is the stream's entries-added
+                tip, added, _ = self._info(keys=[self._stream])
+                if tip.decode() == self._last_id:
+                    self._n = int(added)
             self._backoff = min(self._max_backoff, max(0.001, self._backoff * 2))
             self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff)
             return self._tick(max(self._max_ts, self._wall_ms()))
@@ -183,6 +210,8 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
                 payload = fields.get(ENTRY_FIELD)
                 if payload is not None:
                     out.extend([(ev.customer_key, ev) for ev in decode_entry(payload)])
+                elif PROBE_FIELD in fields:
+                    out.append((self._probe_key, Probe(self._partition, stream_id(entry_id)[0])))
                 else:  # the dataflow's own control records (identity stitching)
                     records = decode_controls(fields[CONTROL_FIELD])
                     if stream_id(entry_id) <= self._replay_until:
@@ -192,12 +221,43 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
             except (CodecError, IdentityError, KeyError) as exc:
                 self._dead_letter(entry_id, fields, exc)
         self._last_id = entries[-1][0].decode()
+        if self._n is not None:
+            self._n += len(entries)
+        events = 0
         for _, item in out:
-            if type(item) is Event and item.timestamp > self._max_ts:
-                self._max_ts = item.timestamp
+            if type(item) is Event:
+                events += 1
+                if item.timestamp > self._max_ts:
+                    self._max_ts = item.timestamp
+        self._unreported += events
+        self._events_metric.inc(events)
+        self._entries_metric.inc(len(entries))
+        metrics.READ_EVENTS.observe(events)
         per_entry = max(1, len(out) // len(entries))
         self._count = max(1, min(MAX_READ_ENTRIES, self._read_events // per_entry))
         return out
+
+    def _report(self, now: float) -> None:
+        """Where this partition's reader is (`models.progress`), and a probe when due: one
+        round trip, throttled."""
+        stream = self._stream
+        report: dict[Any, Any] = {
+            field(stream, "read"): self._last_id,
+            field(stream, "at"): self._wall_ms(),
+        }
+        if self._n is not None:
+            report[field(stream, "n")] = self._n
+        if self._max_ts > -(2**62):
+            report[field(stream, "ts")] = self._max_ts
+            self._event_time_metric.set(self._max_ts / 1000)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hset(self._keys.progress(), mapping=report)
+        pipe.hincrby(self._keys.progress(), field(stream, "events"), self._unreported)
+        self._unreported = 0
+        if self._probe_every > 0 and now - self._probe_at >= self._probe_every:
+            self._probe_at = now
+            pipe.xadd(stream, {PROBE_FIELD: b""})
+        pipe.execute()
 
     def _tick(self, watermark: int) -> list[Keyed]:
         if watermark < self._sent_wm + TICK_EVERY_MS:
@@ -234,7 +294,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
             pipe.xtrim(self._stream, minid=durable, approximate=False)
             pipe.hset(self._keys.progress(), self._stream, durable)
             pipe.execute()
-        return self._last_id
+        return self._last_id if self._n is None else f"{self._last_id} {self._n}"
 
     def close(self) -> None:
         self._r.close()
@@ -252,9 +312,12 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
         read_events: int = 5000,
         backoff_s: float = 0.05,
         trim_after_s: float | None = 60.0,
+        probe_every_s: float = 0.0,
     ) -> None:
         """`trim_after_s=None` never trims: for runs without recovery, which restart from the
-        start of the streams."""
+        start of the streams. `probe_every_s`: how often each partition appends a freshness
+        probe to itself (0: never)."""
+        self._probe_every_s = probe_every_s
         self._make_client = make_client
         self._keys = keys
         self._streams = keys.all_events(partitions)
@@ -280,6 +343,7 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
             self._backoff_s,
             self._trim_after_s,
             partition=self._streams.index(for_part),
+            probe_every_s=self._probe_every_s,
         )
 
 
@@ -301,7 +365,9 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         latest: dict[str, bytes | str] = {}
         sends: dict[int, list[Control]] = {}
         triggers: list[tuple[Trigger, int]] = []
+        probes: list[Probe] = []
         notes = 0
+        started = time.perf_counter()
         for key, (tag, a, b) in items:
             if tag == PROFILE:  # the blob, or ERASED to delete
                 latest[profile(key)] = a
@@ -316,6 +382,8 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
                 sends.setdefault(partition_for(a.to, self._partitions), []).append(a)
             elif tag == TRIGGER:  # a fired trigger, and when it fired
                 triggers.append((a, b))
+            elif tag == PROBE:  # timed once this batch is written
+                probes.append(a)
             else:  # NOTE
                 log.warning("%s", a)
                 notes += 1
@@ -325,8 +393,36 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         if triggers and self._triggers is not None:
             # decided, recorded and appended before the state that follows from them
             self._triggers.write(triggers)
+        self._write(latest, deleted, sends, notes)
+        metrics.SINK_SECONDS.observe(time.perf_counter() - started)
+        metrics.SINK_BATCH.observe(len(items))
+        if latest:
+            metrics.WRITES.labels("set").inc(len(latest))
+        if deleted:
+            metrics.WRITES.labels("delete").inc(len(deleted))
+        if probes:
+            self._time_probes(probes)
+
+    def _time_probes(self, probes: list[Probe]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        fresh: dict[str, int] = {}
+        for probe in probes:
+            ms = max(0, now_ms - probe.ingest_ms)
+            metrics.FRESHNESS.observe(ms / 1000)
+            fresh[field(self._streams[probe.partition], "fresh")] = ms
+        self._r.hset(self._keys.progress(), mapping=fresh)  # type: ignore[arg-type]
+
+    def _write(
+        self,
+        latest: dict[str, bytes | str],
+        deleted: list[str],
+        sends: dict[int, list[Control]],
+        notes: int,
+    ) -> None:
         if not deleted and not sends and not notes and 0 < len(latest) <= MSET_CHUNK:
             self._r.mset(latest)
+            return
+        if not latest and not deleted and not sends and not notes:
             return
         # MULTI when control records go out: a JOIN and the link that records it land together
         # or not at all (a restarted run looks the link up: `models.identity.Stitcher.prior`)

@@ -20,6 +20,7 @@ import orjson
 import redis
 
 from config.catalog import Catalog
+from dataflows import metrics
 from models import scripts
 from models.consent import ConsentPolicy
 from models.decision import Decision, best_channel, contact_args, contacts_from, render
@@ -90,10 +91,25 @@ class TriggerWriter:
         args: list[Any] = [self._maxlen, TRIGGER_DEDUPE_S]
         for t, at, d, _ in decided:
             args += [t.id, t.rule, t.customer_id, trigger_document(t, at, d)]
-        added: Any = self._add(
+        flags: Any = self._add(
             keys=[keys.triggers(), *(keys.trigger_sent(t.id) for t, *_ in decided)], args=args
         )
-        return int(added)
+        # counted (in `Keys.stats`, for every API's /metrics, and here) once appended
+        counts: dict[tuple[str, str], int] = {}
+        for (t, _, d, _), flag in zip(decided, flags, strict=True):
+            if flag:
+                outcome = "message" if d is not None and d.message is not None else "suppressed"
+                counts[t.rule, outcome] = counts.get((t.rule, outcome), 0) + 1
+        if counts:
+            by_rule: dict[str, int] = {}
+            for (rule, outcome), n in counts.items():
+                metrics.TRIGGERS.labels(rule, outcome).inc(n)
+                by_rule[rule] = by_rule.get(rule, 0) + n
+            pipe = self._r.pipeline(transaction=False)
+            for rule, n in by_rule.items():
+                pipe.hincrby(keys.stats(), f"triggers:{rule}", n)
+            pipe.execute()
+        return sum(int(f) for f in flags)
 
 
 def _settle(d: Decision, profile: Profile, verdict: str, detail: str) -> None:

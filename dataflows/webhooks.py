@@ -75,6 +75,7 @@ class Deliverer:
         self.due = keys.webhook_due(self.group)
         self.attempts = keys.webhook_attempts(self.group)
         self.deadletter = keys.webhook_deadletter()
+        self.stats = keys.stats()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.clock = clock
         self.rng = rng or random.Random()
@@ -137,6 +138,7 @@ class Deliverer:
             if 200 <= resp.status_code < 300:
                 self.delivered += 1
                 await self._settle(entry_id, dead=None)
+                await self._count("delivered")
                 return
             error = f"HTTP {resp.status_code}"
         except httpx.TimeoutException:
@@ -148,11 +150,18 @@ class Deliverer:
         if attempts >= self.p.max_attempts:
             self.dead += 1
             log.warning("trigger %s to %s dead-lettered after %d attempts: %s",
-                        tid, self.url, attempts, error)  # fmt: skip
+                        tid, self.url, attempts, error,
+                        extra={"trigger_id": tid, "url": self.url})  # fmt: skip
             await self._settle(entry_id, dead=(fields, attempts, error))
+            await self._count("dead_lettered")
             return
+        await self._count("failed")
         delay = backoff_s(attempts, self.p.backoff_s, self.p.backoff_cap_s, self.rng)
         await self.r.zadd(self.due, {entry_id: self._now_ms() + int(delay * 1000)})
+
+    async def _count(self, outcome: str) -> None:
+        """Deployment-wide outcome counters (`Keys.stats`), read by every API's /metrics."""
+        await self.r.hincrby(self.stats, f"webhooks:{outcome}", 1)
 
     async def _settle(
         self, entry_id: bytes, dead: tuple[dict[bytes, bytes], int, str | None] | None

@@ -122,14 +122,9 @@ class Keys:
         return f"{self.base}:meta"
 
     def progress(self) -> str:
-        """Hash: stream key → last id durably processed (snapshotted); `read_field(stream)` →
-        last id read."""
+        """Hash: stream key → last id durably processed (snapshotted, trimmed up to); and the
+        reader's report per stream (`models.progress.field`)."""
         return f"{self.base}:progress"
-
-    @staticmethod
-    def read_field(stream: str) -> str:
-        """Field of `progress` holding the last id the dataflow has read from `stream`."""
-        return f"{stream}:read"
 
 
 def layout_error(stored_partitions: bytes | str | None, partitions: int, keys: Keys) -> str | None:

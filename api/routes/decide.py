@@ -20,11 +20,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from api.decision_log import DecisionLog
 from api.deps import ApiKey
+from api.metrics import count_decision
 from api.schemas import DecideIn, DecisionOut, ErrorResponse
 from api.store import Store
 from config import Settings
 from config.catalog import Catalog
 from config.channels import CHANNELS
+from config.logs import DECISION_ID
 from models.consent import ConsentPolicy
 from models.customer import new_state, profile_params
 from models.decision import decide, render
@@ -73,6 +75,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
             status.HTTP_400_BAD_REQUEST,
             f"channel: unknown channel {channel!r} (known: {', '.join(CHANNELS)})",
         )
+    started = time.perf_counter()
     now = time.time_ns() // 1_000_000
     policy = catalog.policy
     keep_ms = catalog.keep_s * 1000
@@ -86,6 +89,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
         suggest=partial(for_profile, products) if products is not None else None, rng=_RNG,
     )  # fmt: skip
     decision_id = uuid.uuid4().hex
+    DECISION_ID.set(decision_id)  # on every log line of this request from here
     message = d.message
     if message is not None:
         candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
@@ -129,4 +133,8 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
         "retry_after": iso(d.until_ms),
         "suggestions": d.suggestions if message is not None else [],
     }  # fmt: skip
-    return Response(orjson.dumps(out), media_type="application/json")
+    body = orjson.dumps(out)
+    elapsed = time.perf_counter() - started
+    count_decision(message.id if message is not None else None, channel, d.suppressed_by, elapsed)
+    state.ops.decided(elapsed)
+    return Response(body, media_type="application/json")

@@ -19,9 +19,10 @@ import orjson
 from fastapi import APIRouter, Header, HTTPException, Request, status
 
 from api.deps import SettingsDep, StoreDep, check_write_key
+from api.metrics import count_ingest
 from api.schemas import ErrorResponse, IngestResponse, RejectedEvent
 from api.store import Rejected
-from models.events import Event
+from models.events import SEGMENT_TYPES, Event
 from models.segment import InvalidEvent, normalize, parse_time
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -137,12 +138,15 @@ def _validate(
 ) -> tuple[list[Event], list[Rejected]]:
     events: list[Event] = []
     rejected: list[Rejected] = []
+    counts: dict[tuple[str, str], list[int]] = {}  # (type, outcome) -> [events, bytes]
     # the batch's context is merged into every event: it counts in each one's size
     extra = len(orjson.dumps(batch_context)) if batch_context else 0
     for index, item in enumerate(items):
+        kind = _kind(item, type_hint)
         try:
             raw = orjson.dumps(item)
         except TypeError:
+            _count(counts, kind, "rejected", 0)
             # msgpack can carry what JSON cannot (binary, non-string keys): refuse it here so
             # that every stored event can be read back as JSON
             rejected.append(
@@ -172,9 +176,27 @@ def _validate(
                     batch_context=batch_context,
                 )
             )
+            _count(counts, kind, "accepted", len(raw))
         except InvalidEvent as exc:
             rejected.append(Rejected(index, exc.field, exc.reason, raw))
+            _count(counts, kind, "rejected", len(raw))
+    count_ingest(counts)
     return events, rejected
+
+
+def _kind(item: Any, type_hint: str | None) -> str:
+    """The Segment call type of `item`, for metrics (a bounded set of labels)."""
+    kind = type_hint or (item.get("type") if isinstance(item, dict) else None)
+    return kind if kind in SEGMENT_TYPES else "unknown"
+
+
+def _count(counts: dict[tuple[str, str], list[int]], kind: str, outcome: str, size: int) -> None:
+    c = counts.get((kind, outcome))
+    if c is None:
+        counts[kind, outcome] = [1, size]
+    else:
+        c[0] += 1
+        c[1] += size
 
 
 def _batch_header(body: dict[str, Any]) -> tuple[int | None, dict[str, Any] | None]:

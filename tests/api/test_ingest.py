@@ -351,7 +351,8 @@ def test_erasure_needs_an_admin_key_and_sends_a_marker(
 
 def test_health_needs_no_key(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ok"}
+    r = client.get("/readyz")  # Redis is up, but no dataflow has ever reported (tests/api/test_ops)
+    assert r.status_code == 503 and "never reported" in r.json()["detail"]
 
 
 def test_api_refuses_a_different_partition_count(settings: Settings) -> None:

@@ -132,7 +132,13 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         while not any("admin key" in line for line in lines):
             assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
             time.sleep(0.05)
-        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        # ready once the dataflow has reported progress on every partition
+        while httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        # its metrics port is printed, and serves
+        (metrics,) = re.findall(r"dataflow (http://\S+/metrics)", "".join(lines))
+        assert "nudge_dataflow_events_total" in httpx.get(metrics, timeout=2).text
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     finally:
@@ -148,7 +154,9 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_lag_reports_each_partition(redis_url: str, prefix: str, rclient: Any) -> None:
+def test_lag_and_status_report_each_partition(
+    redis_url: str, prefix: str, rclient: Any
+) -> None:
     from models.codec import ENTRY_FIELD, encode_entry
     from models.events import Event
     from models.keys import Keys
@@ -156,10 +164,15 @@ def test_lag_reports_each_partition(redis_url: str, prefix: str, rclient: Any) -
     keys = Keys(prefix)
     ev = Event("track", "m", 1, 1, "web", user_id="u", event="E")
     rclient.xadd(keys.events(1), {ENTRY_FIELD: encode_entry([ev])})
-    out = nudge("lag", env={"NUDGE_REDIS_URL": redis_url, "NUDGE_KEY_PREFIX": prefix,
-                            "NUDGE_PARTITIONS": "2"})  # fmt: skip
+    env = {"NUDGE_REDIS_URL": redis_url, "NUDGE_KEY_PREFIX": prefix, "NUDGE_PARTITIONS": "2"}
+    out = nudge("lag", "--once", env=env)
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert len(lines) == 2
-    assert lines[0].endswith("caught up")  # an empty partition
-    assert "behind" in lines[1]  # an entry nobody has read
+    rows = [line for line in out.stdout.splitlines() if "{p" in line]
+    assert [keys.events(0) in rows[0], keys.events(1) in rows[1]] == [True, True], out.stdout
+    assert "never" in rows[0]  # no dataflow has reported yet
+    assert " ? " in rows[1]  # an entry behind, but how many is unknown without a report
+    status = nudge("status", env=env)
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert f"NOT OK          {keys.events(0)}: the dataflow has never reported" in status.stdout
+    down = nudge("status", env={**env, "NUDGE_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert down.returncode == 2 and "redis" in down.stderr

@@ -1,6 +1,7 @@
 """Golden tests: the Redis key layout is a contract with running deployments."""
 
 from models.keys import Keys, partition_for
+from models.progress import field
 
 
 def test_keys_are_pinned() -> None:
@@ -10,7 +11,7 @@ def test_keys_are_pinned() -> None:
     assert k.deadletter() == "nudge:v1:deadletter"
     assert k.profile("541312140") == "nudge:v1:c:{541312140}:profile"
     assert k.progress() == "nudge:v1:progress"
-    assert Keys.read_field(k.events(1)) == "nudge:v1:events:{p1}:read"
+    assert field(k.events(1), "read") == "nudge:v1:events:{p1}:read"
 
 
 def test_partition_is_stable_crc32() -> None:

@@ -1,0 +1,176 @@
+"""Where the dataflow is in each event stream partition, and how far behind: what operators
+watch (pure, but for queuing the reads on a caller's pipeline).
+
+The dataflow's source reports, per partition, into one hash (`Keys.progress`): the last
+entry id read (``{stream}:read``), its ordinal in the stream (``:n``, entries ever added up
+to it), the newest event time read (``:ts``), the wall clock of the report (``:at``), the
+events read so far (``:events``) and the last freshness probe (``:fresh``: ingest → profile
+written, ms). Redis knows the other end: each stream's last id and entries ever added.
+
+- stream lag: the age gap between the newest entry and the last one read (stream ids are
+  Redis-clock milliseconds), and the count of entries behind;
+- event-time lag: now - the event time of the newest event read;
+- freshness: the latest probe's ingest → profile-visible time (`dataflows.redis_io`);
+- report age: how long since the dataflow last reported (a stopped dataflow stops).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from models.keys import Keys, stream_id
+
+# XINFO STREAM without the first and last entries it returns (an entry may weigh 40 KB)
+STREAM_INFO: Final = """
+local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
+if not ok then return {'0-0', 0, 0} end
+local out = {'0-0', 0, 0}
+for i = 1, #info, 2 do
+  local k = info[i]
+  if k == 'last-generated-id' then out[1] = info[i + 1]
+  elseif k == 'entries-added' then out[2] = info[i + 1]
+  elseif k == 'length' then out[3] = info[i + 1] end
+end
+return out
+"""
+
+FIELDS: Final = ("read", "n", "ts", "at", "events", "fresh")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A freshness probe: an entry the source appended to its partition at `ingest_ms` (the
+    entry id's time) and has read back; the sink times it once its batch is written."""
+
+    partition: int
+    ingest_ms: int
+
+
+def field(stream: str, name: str) -> str:
+    """The progress hash's field `name` (one of `FIELDS`) for `stream`."""
+    return f"{stream}:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    partition: int
+    stream: str
+    tip: str  # the stream's last entry id ("0-0": never written)
+    added: int  # entries ever added to the stream
+    length: int  # entries in it now
+    read: str  # last id the dataflow read ("0-0": none)
+    read_n: int | None  # entries ever added up to `read` (None: unknown)
+    event_ms: int | None  # newest event time read
+    reported_ms: int | None  # when the dataflow last reported (its wall clock)
+    events: int  # events read, all runs together
+    fresh_ms: int | None  # last probe: ingest → profile written
+
+    @property
+    def caught_up(self) -> bool:
+        return stream_id(self.read) >= stream_id(self.tip)
+
+    @property
+    def lag_ms(self) -> int:
+        """Age gap between the newest entry and the last one read."""
+        return max(0, stream_id(self.tip)[0] - stream_id(self.read)[0])
+
+    @property
+    def behind(self) -> int | None:
+        """Entries not read yet (None: unknown, until the dataflow reports an ordinal)."""
+        if self.caught_up:
+            return 0
+        if self.read_n is None:
+            return None
+        return max(0, self.added - self.read_n)
+
+    def event_lag_ms(self, now_ms: int) -> int | None:
+        return None if self.event_ms is None else max(0, now_ms - self.event_ms)
+
+    def report_age_ms(self, now_ms: int) -> int | None:
+        return None if self.reported_ms is None else max(0, now_ms - self.reported_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class OpsSnapshot:
+    """One read of everything operators watch (`queue_reads` / `parse`)."""
+
+    partitions: list[PartitionLag]
+    stats: dict[str, int]  # `Keys.stats`: decisions, triggers by type, webhook outcomes…
+    deadletter: int  # entries in the ingest dead-letter stream
+    webhook_deadletter: int  # triggers no webhook accepted
+    triggers_added: int  # entries ever added to the triggers stream
+
+    def max_lag_ms(self) -> int:
+        return max((p.lag_ms for p in self.partitions), default=0)
+
+    def behind(self) -> int | None:
+        counts = [p.behind for p in self.partitions]
+        return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
+
+    def events(self) -> int:
+        return sum(p.events for p in self.partitions)
+
+    def triggers(self) -> int:
+        return sum(v for k, v in self.stats.items() if k.startswith("triggers:"))
+
+    def report_age_ms(self, now_ms: int) -> int | None:
+        """Since the partition heard from longest ago last reported (None: never)."""
+        ages = [p.report_age_ms(now_ms) for p in self.partitions]
+        if not ages or any(a is None for a in ages):
+            return None
+        return max(a for a in ages if a is not None)
+
+
+def queue_reads(pipe: Any, keys: Keys, partitions: int) -> None:
+    """Queue the reads of an `OpsSnapshot` on a redis-py pipeline (sync or asyncio; each
+    command touches one key, so a Redis Cluster pipeline takes them too)."""
+    for stream in keys.all_events(partitions):
+        pipe.eval(STREAM_INFO, 1, stream)
+    pipe.eval(STREAM_INFO, 1, keys.triggers())
+    pipe.hgetall(keys.progress())
+    pipe.hgetall(keys.stats())
+    pipe.xlen(keys.deadletter())
+    pipe.xlen(keys.webhook_deadletter())
+
+
+def parse(results: Sequence[Any], keys: Keys, partitions: int) -> OpsSnapshot:
+    """The `OpsSnapshot` of what the pipeline of `queue_reads` returned."""
+    streams = keys.all_events(partitions)
+    infos = results[:partitions]
+    trig, progress, stats, dlq, wdlq = results[partitions:]
+    prog = {_text(k): _text(v) for k, v in progress.items()}
+    out = []
+    for p, (stream, (tip, added, length)) in enumerate(zip(streams, infos, strict=True)):
+        out.append(
+            PartitionLag(
+                partition=p,
+                stream=stream,
+                tip=_text(tip),
+                added=int(added),
+                length=int(length),
+                read=prog.get(field(stream, "read"), "0-0"),
+                read_n=_int(prog, field(stream, "n")),
+                event_ms=_int(prog, field(stream, "ts")),
+                reported_ms=_int(prog, field(stream, "at")),
+                events=_int(prog, field(stream, "events")) or 0,
+                fresh_ms=_int(prog, field(stream, "fresh")),
+            )
+        )
+    return OpsSnapshot(
+        out,
+        {_text(k): int(v) for k, v in stats.items()},
+        int(dlq),
+        int(wdlq),
+        int(trig[1]),
+    )
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _int(values: Mapping[str, str], key: str) -> int | None:
+    v = values.get(key)
+    return int(v) if v not in (None, "") else None
