@@ -9,6 +9,7 @@ catalog is compiled at start-up.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import uuid
@@ -36,6 +37,7 @@ from models.products import Catalogue, for_profile
 from models.profile import decode_profile, iso, to_profile
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
+_log = logging.getLogger(__name__)
 _RNG = random.Random()  # exploration draws; seeded from the OS per process
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -135,6 +137,11 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
     }  # fmt: skip
     body = orjson.dumps(out)
     elapsed = time.perf_counter() - started
+    if _log.isEnabledFor(logging.DEBUG):  # NUDGE_LOG_LEVEL=DEBUG: one line per decision
+        _log.debug("decided", extra={"customer_id": cid, "channel": channel,
+                                     "message_id": message.id if message is not None else None,
+                                     "suppressed_by": d.suppressed_by,
+                                     "ms": round(elapsed * 1000, 3)})  # fmt: skip
     count_decision(message.id if message is not None else None, channel, d.suppressed_by, elapsed)
     state.ops.decided(elapsed)
     return Response(body, media_type="application/json")

@@ -8,8 +8,9 @@ import time
 from importlib import resources
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, ORJSONResponse
+from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
@@ -53,9 +54,9 @@ async def ops_static(name: str) -> Response:
     return Response(body, media_type=media, headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/ops/data", response_class=ORJSONResponse)
+@router.get("/ops/data")
 async def ops_data(request: Request) -> Any:
     """The /ops page's series (one sample every `NUDGE_OPS_SAMPLE_S`) and the latest figures
     per stream partition."""
     sampler: OpsSampler = request.app.state.ops
-    return ORJSONResponse(sampler.data())
+    return Response(orjson.dumps(sampler.data()), media_type="application/json")

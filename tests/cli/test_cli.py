@@ -154,9 +154,7 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_lag_and_status_report_each_partition(
-    redis_url: str, prefix: str, rclient: Any
-) -> None:
+def test_lag_and_status_report_each_partition(redis_url: str, prefix: str, rclient: Any) -> None:
     from models.codec import ENTRY_FIELD, encode_entry
     from models.events import Event
     from models.keys import Keys

@@ -8,7 +8,10 @@ import msgpack
 import pytest
 import redis
 
+from cli.status import snapshot
 from dataflows.redis_io import (
+    PROBE,
+    PROBE_KEY,
     TICK_KEY,
     RecoveryStoreError,
     RedisProfileSink,
@@ -17,6 +20,7 @@ from dataflows.redis_io import (
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event
 from models.keys import Keys
+from models.progress import Probe, field
 from models.triggers import Tick
 
 pytestmark = pytest.mark.integration
@@ -238,3 +242,60 @@ def test_source_and_sink_ride_out_a_redis_restart(tmp_path: Path) -> None:
         assert first in [eid.decode() for eid, _ in client.xrange(keys.events(0))]
     finally:
         server.stop()
+
+
+def test_progress_reports_give_the_lag_in_entries_and_time(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    keys, p, clock = part(rclient, prefix)
+    p._wall_ms = lambda: 10**12
+    stream = keys.events(0)
+    ids = [add(rclient, stream, events(3, 3 * i)) for i in range(5)]
+    p.next_batch()  # reads 2 entries; its first report (before the read) says nothing read
+    clock.t += 1
+    p.next_batch()  # reports the first read, then reads 2 more
+    snap = snapshot(rclient, keys, 1)
+    (lag,) = snap.partitions
+    assert lag.read == ids[1] and lag.read_n == 2 and lag.behind == 3
+    assert lag.events == 6 and lag.event_ms == 5 and lag.reported_ms == 10**12
+    assert lag.lag_ms == int(ids[4].split("-")[0]) - int(ids[1].split("-")[0])
+    clock.t += 1
+    p.next_batch()
+    clock.t += 1
+    p.next_batch()  # nothing new: reports all 5 read
+    (lag,) = snapshot(rclient, keys, 1).partitions
+    assert lag.caught_up and lag.read_n == 5 and lag.behind == 0 and lag.events == 15
+
+
+def test_an_old_snapshot_learns_its_ordinal_once_caught_up(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    keys, _p, _ = part(rclient, prefix)
+    ids = [add(rclient, keys.events(0), events(1, i)) for i in range(3)]
+    _, q, _clock = part(rclient, prefix, resume=ids[0])  # a snapshot without the ordinal
+    assert q._n is None
+    q.next_batch()
+    assert q.snapshot() == ids[2]  # still unknown
+    q.next_batch()  # nothing more to read: now it knows
+    assert q.snapshot() == f"{ids[2]} 3"
+
+
+def test_freshness_probes_travel_the_stream_and_are_timed_by_the_sink(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    src = RedisStreamSource(lambda: rclient, keys, 1, read_events=200, probe_every_s=5.0)
+    p = src.build_part("read_events", keys.events(0), None)
+    clock = Clock()
+    p._clock = clock
+    p._probe_at = clock.t
+    add(rclient, keys.events(0), events(1))
+    assert [k for k, _ in only_events(p.next_batch())] == ["u0"]  # no probe yet
+    clock.t += 5
+    ((key, probe),) = only_events(p.next_batch())  # the report appended it; the read got it
+    assert key == f"{PROBE_KEY}0" and isinstance(probe, Probe) and probe.partition == 0
+    sink = RedisProfileSink(lambda: rclient, keys, 1).build("write_profiles", 0, 1)
+    sink.write_batch([("a", (0, b"1", None)), (key, (PROBE, probe, None))])
+    fresh = int(rclient.hget(keys.progress(), field(keys.events(0), "fresh")))  # type: ignore[arg-type]
+    assert 0 <= fresh < 60_000
+    assert rclient.get(keys.profile("a")) == b"1"

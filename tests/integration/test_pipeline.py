@@ -116,6 +116,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "NUDGE_TRIGGER_CHECKOUT_S": ",".join(map(str, settings.trigger_checkout_s)),
         "NUDGE_TRIGGER_BROWSE_S": ",".join(map(str, settings.trigger_browse_s)),
         "PYTHONPATH": str(ROOT),
+        "NUDGE_METRICS_PORT": "0",  # tests that read the dataflow's metrics give a port
         **({"NUDGE_CATALOG": str(settings.catalog)} if settings.catalog else {}),
     }
 
@@ -123,15 +124,18 @@ def env_for(settings: Settings) -> dict[str, str]:
 class Dataflow:
     """`nudge dataflow` as a child process."""
 
-    def __init__(self, settings: Settings, workers: int = 1) -> None:
+    def __init__(
+        self, settings: Settings, workers: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         self.settings = settings
         self.workers = workers
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Dataflow:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "dataflow", "-w", str(self.workers)],
-            env=env_for(self.settings),
+            env={**env_for(self.settings), **self.env},
             cwd=ROOT,
         )
         return self
