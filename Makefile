@@ -4,7 +4,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo up test lint bench clean
+.PHONY: demo up test lint system-deps bench clean
 
 $(BIN)/nudge: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "nudge needs Python 3.11 or 3.12 (Bytewax 0.21 wheels)"; exit 1; }
@@ -24,7 +24,10 @@ lint: $(BIN)/nudge
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint  ## ruff, mypy, then the whole pytest suite (unit, flow, integration on a real redis-server)
+system-deps:  ## redis-server, promtool and chromium from Debian, when missing and installable
+	@.ci/system-deps
+
+test: lint system-deps  ## ruff, mypy, then the whole pytest suite (unit, flow, integration on a real redis-server)
 	$(BIN)/pytest
 
 bench: $(BIN)/nudge
