@@ -178,6 +178,13 @@ def test_served_decisions_and_their_outcomes_train_the_arm_models() -> None:
     assert models and {k for k, _ in models} == {"cart_reminder|email"}
     arm = decode_learner(models[-1][1]).arms["cart_reminder|email"]
     assert arm.n == 6 and arm.positives == 3
+    # and the dataflow process's metrics per arm say so
+    from prometheus_client import REGISTRY
+
+    labels = {"message": "cart_reminder", "channel": "email"}
+    assert REGISTRY.get_sample_value("nudge_model_examples", labels) == 6
+    rate = REGISTRY.get_sample_value("nudge_model_metric", {**labels, "metric": "response_rate"})
+    assert rate == 0.5
     # the decisions themselves are not customer activity
     assert all(decode_profile(b).counts == {"Message Clicked": 1} or
                decode_profile(b).counts == {"Message Dismissed": 1}
