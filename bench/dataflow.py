@@ -162,7 +162,7 @@ class _UntilTipPartition(StatefulSourcePartition[tuple[str, Event], Any]):
         if marks.first_read is None:
             marks.first_read = time.perf_counter()
         batch = list(self._inner.next_batch())
-        self._left -= len(batch)
+        self._left -= sum(1 for _, v in batch if type(v) is Event)  # not ticks nor probes
         return batch
 
     def next_awake(self) -> datetime | None:
