@@ -89,6 +89,9 @@ def dataflow(
         typer.Option("-a", "--addresses", help="host:port of every process, ';'-separated"),
     ] = None,
     recovery: Annotated[bool, typer.Option(help="Snapshot state for crash recovery")] = True,
+    processes: Annotated[
+        int, typer.Option("-p", "--processes", help="Run a cluster of this many processes here")
+    ] = 1,
 ) -> None:
     """Run the dataflow (recovery store initialised on first start)."""
     from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -99,6 +102,18 @@ def dataflow(
     from dataflows.redis_io import RecoveryStoreError
 
     s = _settings()
+    if processes > 1:
+        from cli import cluster
+
+        if process_id is not None or addresses:
+            raise _fail(ConfigError("--processes starts its own cluster: drop -i and -a"))
+        try:
+            s.require_redis()
+            code = cluster.run(processes, workers, recovery, s.recovery_dir,
+                               s.recovery_partitions, s.metrics_port)  # fmt: skip
+        except ConfigError as exc:
+            raise _fail(exc) from exc
+        raise typer.Exit(code)
     try:
         flow = build_flow(s, recovery=recovery)
     except ConfigError as exc:

@@ -125,16 +125,21 @@ class Dataflow:
     """`nudge dataflow` as a child process."""
 
     def __init__(
-        self, settings: Settings, workers: int = 1, env: dict[str, str] | None = None
+        self,
+        settings: Settings,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.workers = workers
         self.env = env or {}
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Dataflow:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "dataflow", "-w", str(self.workers)],
+            [sys.executable, "-m", "cli.main", "dataflow", "-w", str(self.workers), *self.args],
             env={**env_for(self.settings), **self.env},
             cwd=ROOT,
         )
