@@ -40,6 +40,8 @@ bench: $(BIN)/nudge
 	$(BIN)/python -m bench.learning
 	$(BIN)/python -m bench.triggers
 	$(BIN)/python -m bench.trigger_lateness
+	$(BIN)/python -m bench.scaling
+	$(BIN)/python -m bench.memory
 
 clean:
 	rm -rf $(VENV) .nudge .mypy_cache .ruff_cache .pytest_cache
