@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from config.logs import REQUEST_ID
-from models.progress import OpsSnapshot
+from models.progress import OpsSnapshot, PartitionLag, seconds
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,29 @@ def count_ingest(counts: dict[tuple[str, str], list[int]]) -> None:
         INGEST_BYTES.labels(kind, outcome).inc(size)
 
 
+# (family, name, help, value of a partition at now_ms): deployment-wide, from `OpsSnapshot`
+_PER_PARTITION: Final[tuple[tuple[Any, str, str, Callable[[PartitionLag, int], Any]], ...]] = (
+    (GaugeMetricFamily, "nudge_stream_lag_seconds",
+     "Age gap between the newest entry of a stream partition and the last one read",
+     lambda p, now: p.lag_ms / 1000),
+    (GaugeMetricFamily, "nudge_stream_lag_entries", "Entries of a stream partition not read yet",
+     lambda p, now: p.behind),
+    (GaugeMetricFamily, "nudge_event_time_lag_seconds",
+     "Now minus the event time of the newest event read from a stream partition",
+     lambda p, now: seconds(p.event_lag_ms(now))),
+    (GaugeMetricFamily, "nudge_dataflow_report_age_seconds",
+     "Since the dataflow last reported its progress on a stream partition",
+     lambda p, now: seconds(p.report_age_ms(now))),
+    (GaugeMetricFamily, "nudge_freshness_seconds",
+     "Latest freshness probe of a stream partition: ingest to profile written",
+     lambda p, now: seconds(p.fresh_ms)),
+    (CounterMetricFamily, "nudge_stream_events_read",
+     "Events the dataflow has read from a stream partition", lambda p, now: p.events),
+    (CounterMetricFamily, "nudge_stream_entries_added",
+     "Entries ever appended to a stream partition", lambda p, now: p.added),
+)  # fmt: skip
+
+
 class RedisView(Collector):
     """Deployment-wide figures from the latest `OpsSnapshot` (set by the /metrics route just
     before it renders; several API replicas report the same values: aggregate with max)."""
@@ -96,52 +119,13 @@ class RedisView(Collector):
         if snap is None:
             return
         now = self.now_ms
-        lag = GaugeMetricFamily(
-            "nudge_stream_lag_seconds",
-            "Age gap between the newest entry of a stream partition and the last one read",
-            labels=["partition"],
-        )
-        behind = GaugeMetricFamily(
-            "nudge_stream_lag_entries", "Entries of a stream partition not read yet",
-            labels=["partition"],
-        )  # fmt: skip
-        event_lag = GaugeMetricFamily(
-            "nudge_event_time_lag_seconds",
-            "Now minus the event time of the newest event read from a stream partition",
-            labels=["partition"],
-        )
-        report = GaugeMetricFamily(
-            "nudge_dataflow_report_age_seconds",
-            "Since the dataflow last reported its progress on a stream partition",
-            labels=["partition"],
-        )
-        fresh = GaugeMetricFamily(
-            "nudge_freshness_seconds",
-            "Latest freshness probe of a stream partition: ingest to profile written",
-            labels=["partition"],
-        )
-        read = CounterMetricFamily(
-            "nudge_stream_events_read", "Events the dataflow has read from a stream partition",
-            labels=["partition"],
-        )  # fmt: skip
-        added = CounterMetricFamily(
-            "nudge_stream_entries_added", "Entries ever appended to a stream partition",
-            labels=["partition"],
-        )  # fmt: skip
-        for p in snap.partitions:
-            label = [str(p.partition)]
-            lag.add_metric(label, p.lag_ms / 1000)
-            if p.behind is not None:
-                behind.add_metric(label, p.behind)
-            if (ms := p.event_lag_ms(now)) is not None:
-                event_lag.add_metric(label, ms / 1000)
-            if (ms := p.report_age_ms(now)) is not None:
-                report.add_metric(label, ms / 1000)
-            if p.fresh_ms is not None:
-                fresh.add_metric(label, p.fresh_ms / 1000)
-            read.add_metric(label, p.events)
-            added.add_metric(label, p.added)
-        yield from (lag, behind, event_lag, report, fresh, read, added)
+        for kind, name, doc, of in _PER_PARTITION:
+            family = kind(name, doc, labels=["partition"])
+            for p in snap.partitions:
+                v = of(p, now)
+                if v is not None:  # unknown (never reported): no sample
+                    family.add_metric([str(p.partition)], v)
+            yield family
         stats = snap.stats
         triggers = CounterMetricFamily(
             "nudge_triggers", "Triggers fired (appended to the triggers stream), by type",

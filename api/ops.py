@@ -13,7 +13,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from api.store import Store
-from models.progress import OpsSnapshot
+from models.progress import OpsSnapshot, seconds
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ class OpsSampler:
         self.series: dict[str, deque[float | None]] = {k: deque(maxlen=keep) for k in SERIES}
         self.latencies: list[float] = []  # seconds, appended by the decide route
         self.latest: OpsSnapshot | None = None
-        self._prev: tuple[float, OpsSnapshot] | None = None
-        self._prev_decisions_at = time.monotonic()
+        self._at = time.monotonic()  # of the previous sample (or of the start)
 
     def decided(self, seconds: float) -> None:
         if len(self.latencies) < 1_000_000:  # bounded, whatever the sampler does
@@ -47,19 +46,12 @@ class OpsSampler:
     async def sample(self) -> None:
         snap = await self.store.ops_snapshot()
         now, wall = time.monotonic(), time.time()
-        events = triggers = None
-        if self._prev is not None:
-            dt = now - self._prev[0]
-            before = self._prev[1]
-            if dt > 0:
-                events = max(0, snap.events() - before.events()) / dt
-                triggers = max(0, snap.triggers() - before.triggers()) / dt
-        self._prev = (now, snap)
-        self.latest = snap
+        dt, before = now - self._at, self.latest
+        events = sum(snap.events_per_s(before, dt)) if before is not None else None
+        triggers = snap.triggers_per_s(before, dt) if before is not None else None
+        self._at, self.latest = now, snap
         lat = sorted(self.latencies)
         self.latencies = []
-        dt_decisions = now - self._prev_decisions_at
-        self._prev_decisions_at = now
         fresh = [p.fresh_ms for p in snap.partitions if p.fresh_ms is not None]
         values: dict[str, float | None] = {
             "lag_s": snap.max_lag_ms() / 1000,
@@ -67,7 +59,7 @@ class OpsSampler:
             "events_per_s": events,
             "triggers_per_s": triggers,
             "freshness_s": max(fresh) / 1000 if fresh else None,
-            "decisions_per_s": len(lat) / dt_decisions if dt_decisions > 0 else None,
+            "decisions_per_s": len(lat) / dt if dt > 0 else None,
             "p50_ms": _ms(quantile(lat, 0.50)),
             "p99_ms": _ms(quantile(lat, 0.99)),
         }
@@ -96,9 +88,9 @@ class OpsSampler:
                         "stream": p.stream,
                         "lag_s": p.lag_ms / 1000,
                         "behind": p.behind,
-                        "event_time_lag_s": _s(p.event_lag_ms(now_ms)),
-                        "freshness_s": _s(p.fresh_ms),
-                        "report_age_s": _s(p.report_age_ms(now_ms)),
+                        "event_time_lag_s": seconds(p.event_lag_ms(now_ms)),
+                        "freshness_s": seconds(p.fresh_ms),
+                        "report_age_s": seconds(p.report_age_ms(now_ms)),
                         "events_read": p.events,
                     }
                 )
@@ -115,7 +107,3 @@ class OpsSampler:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
-
-
-def _s(ms: int | None) -> float | None:
-    return None if ms is None else ms / 1000

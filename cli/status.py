@@ -48,14 +48,8 @@ class Rates:
     triggers_per_s: float
 
     @staticmethod
-    def between(before: OpsSnapshot | None, after: OpsSnapshot, dt_s: float) -> Rates:
-        if before is None or dt_s <= 0:
-            return Rates([0.0] * len(after.partitions), 0.0)
-        events = [
-            max(0, a.events - b.events) / dt_s
-            for a, b in zip(after.partitions, before.partitions, strict=True)
-        ]
-        return Rates(events, max(0, after.triggers() - before.triggers()) / dt_s)
+    def between(before: OpsSnapshot, after: OpsSnapshot, dt_s: float) -> Rates:
+        return Rates(after.events_per_s(before, dt_s), after.triggers_per_s(before, dt_s))
 
 
 def lag_table(snap: OpsSnapshot, rates: Rates, now_ms: int, slo_s: float) -> Table:
@@ -90,14 +84,15 @@ def lag_table(snap: OpsSnapshot, rates: Rates, now_ms: int, slo_s: float) -> Tab
 
 def problems(snap: OpsSnapshot, now_ms: int, slo_s: float, stale_s: float) -> list[str]:
     """What breaks the SLO (empty: all is well)."""
-    out = []
-    for p in snap.partitions:
-        if p.lag_ms > slo_s * 1000:
-            out.append(f"{p.stream}: stream lag {_s(p.lag_ms)} above the SLO of {slo_s:g} s")
-        age = p.report_age_ms(now_ms)
-        if p.reported_ms is None:
+    out = [
+        f"{p.stream}: stream lag {_s(p.lag_ms)} above the SLO of {slo_s:g} s"
+        for p in snap.partitions
+        if p.lag_ms > slo_s * 1000
+    ]
+    for p, age in snap.silent(now_ms, stale_s if stale_s > 0 else float("inf")):
+        if age is None:
             out.append(f"{p.stream}: the dataflow has never reported")
-        elif stale_s > 0 and age is not None and age > stale_s * 1000:
+        else:
             out.append(f"{p.stream}: no report from the dataflow for {_s(age)}")
     return out
 

@@ -21,6 +21,7 @@ from redis.retry import Retry
 from config.catalog import Catalog
 from dataflows import metrics
 from dataflows.trigger_io import TriggerWriter
+from models import scripts
 from models.codec import ENTRY_FIELD, CodecError, decode_entry
 from models.consent import ConsentPolicy
 from models.events import Event
@@ -31,8 +32,8 @@ from models.identity import (
     decode_controls,
     encode_controls,
 )
-from models.keys import Keys, layout_error, partition_for, stream_id
-from models.progress import STREAM_INFO, Probe, field
+from models.keys import Keys, layout_error, partition_for, progress_field, stream_id
+from models.progress import Probe
 from models.triggers import Tick, Trigger
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._keys = keys
         self._stream = stream
         self._last_id = resume_id or "0-0"
-        self._info = client.register_script(STREAM_INFO)
+        self._info = client.register_script(scripts.STREAM_INFO)
         # Entries already in the stream at start may have been acted on by a run before a
         # crash: control records among them are marked `replayed` (see `models.identity`).
         tip, added, length = self._info(keys=[stream])
@@ -242,17 +243,17 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         round trip, throttled."""
         stream = self._stream
         report: dict[Any, Any] = {
-            field(stream, "read"): self._last_id,
-            field(stream, "at"): self._wall_ms(),
+            progress_field(stream, "read"): self._last_id,
+            progress_field(stream, "at"): self._wall_ms(),
         }
         if self._n is not None:
-            report[field(stream, "n")] = self._n
+            report[progress_field(stream, "n")] = self._n
         if self._max_ts > -(2**62):
-            report[field(stream, "ts")] = self._max_ts
+            report[progress_field(stream, "ts")] = self._max_ts
             self._event_time_metric.set(self._max_ts / 1000)
         pipe = self._r.pipeline(transaction=False)
         pipe.hset(self._keys.progress(), mapping=report)
-        pipe.hincrby(self._keys.progress(), field(stream, "events"), self._unreported)
+        pipe.hincrby(self._keys.progress(), progress_field(stream, "events"), self._unreported)
         self._unreported = 0
         if self._probe_every > 0 and now - self._probe_at >= self._probe_every:
             self._probe_at = now
@@ -409,7 +410,7 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         for probe in probes:
             ms = max(0, now_ms - probe.ingest_ms)
             metrics.FRESHNESS.observe(ms / 1000)
-            fresh[field(self._streams[probe.partition], "fresh")] = ms
+            fresh[progress_field(self._streams[probe.partition], "fresh")] = ms
         self._r.hset(self._keys.progress(), mapping=fresh)  # type: ignore[arg-type]
 
     def _write(

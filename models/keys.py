@@ -123,8 +123,22 @@ class Keys:
 
     def progress(self) -> str:
         """Hash: stream key → last id durably processed (snapshotted, trimmed up to); and the
-        reader's report per stream (`models.progress.field`)."""
+        reader's report per stream (`progress_field`)."""
         return f"{self.base}:progress"
+
+
+PROGRESS_FIELDS: Final = ("read", "n", "ts", "at", "events", "fresh")
+
+
+def progress_field(stream: str, name: str) -> str:
+    """The field of `Keys.progress` holding `name` (one of `PROGRESS_FIELDS`: last id read,
+    its ordinal, newest event time, report time, events read, last probe) for `stream`
+    (`models.progress` reads them).
+
+    >>> progress_field("nudge:v1:events:{p0}", "read")
+    'nudge:v1:events:{p0}:read'
+    """
+    return f"{stream}:{name}"
 
 
 def layout_error(stored_partitions: bytes | str | None, partitions: int, keys: Keys) -> str | None:

@@ -18,25 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-from models.keys import Keys, stream_id
-
-# XINFO STREAM without the first and last entries it returns (an entry may weigh 40 KB)
-STREAM_INFO: Final = """
-local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
-if not ok then return {'0-0', 0, 0} end
-local out = {'0-0', 0, 0}
-for i = 1, #info, 2 do
-  local k = info[i]
-  if k == 'last-generated-id' then out[1] = info[i + 1]
-  elseif k == 'entries-added' then out[2] = info[i + 1]
-  elseif k == 'length' then out[3] = info[i + 1] end
-end
-return out
-"""
-
-FIELDS: Final = ("read", "n", "ts", "at", "events", "fresh")
+from models import scripts
+from models.keys import Keys, progress_field, stream_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +31,6 @@ class Probe:
 
     partition: int
     ingest_ms: int
-
-
-def field(stream: str, name: str) -> str:
-    """The progress hash's field `name` (one of `FIELDS`) for `stream`."""
-    return f"{stream}:{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +95,26 @@ class OpsSnapshot:
     def triggers(self) -> int:
         return sum(v for k, v in self.stats.items() if k.startswith("triggers:"))
 
+    def events_per_s(self, before: OpsSnapshot, dt_s: float) -> list[float]:
+        """Events read per second on each partition since `before`, `dt_s` earlier."""
+        return [
+            max(0, a.events - b.events) / dt_s if dt_s > 0 else 0.0
+            for a, b in zip(self.partitions, before.partitions, strict=True)
+        ]
+
+    def triggers_per_s(self, before: OpsSnapshot, dt_s: float) -> float:
+        return max(0, self.triggers() - before.triggers()) / dt_s if dt_s > 0 else 0.0
+
+    def silent(self, now_ms: int, limit_s: float) -> list[tuple[PartitionLag, int | None]]:
+        """The partitions the dataflow never reported on (age None) or not for more than
+        `limit_s`, with the age of their last report in ms."""
+        out = []
+        for p in self.partitions:
+            age = p.report_age_ms(now_ms)
+            if age is None or age > limit_s * 1000:
+                out.append((p, age))
+        return out
+
     def report_age_ms(self, now_ms: int) -> int | None:
         """Since the partition heard from longest ago last reported (None: never)."""
         ages = [p.report_age_ms(now_ms) for p in self.partitions]
@@ -127,8 +127,8 @@ def queue_reads(pipe: Any, keys: Keys, partitions: int) -> None:
     """Queue the reads of an `OpsSnapshot` on a redis-py pipeline (sync or asyncio; each
     command touches one key, so a Redis Cluster pipeline takes them too)."""
     for stream in keys.all_events(partitions):
-        pipe.eval(STREAM_INFO, 1, stream)
-    pipe.eval(STREAM_INFO, 1, keys.triggers())
+        pipe.eval(scripts.STREAM_INFO, 1, stream)
+    pipe.eval(scripts.STREAM_INFO, 1, keys.triggers())
     pipe.hgetall(keys.progress())
     pipe.hgetall(keys.stats())
     pipe.xlen(keys.deadletter())
@@ -150,12 +150,12 @@ def parse(results: Sequence[Any], keys: Keys, partitions: int) -> OpsSnapshot:
                 tip=_text(tip),
                 added=int(added),
                 length=int(length),
-                read=prog.get(field(stream, "read"), "0-0"),
-                read_n=_int(prog, field(stream, "n")),
-                event_ms=_int(prog, field(stream, "ts")),
-                reported_ms=_int(prog, field(stream, "at")),
-                events=_int(prog, field(stream, "events")) or 0,
-                fresh_ms=_int(prog, field(stream, "fresh")),
+                read=prog.get(progress_field(stream, "read"), "0-0"),
+                read_n=_int(prog, progress_field(stream, "n")),
+                event_ms=_int(prog, progress_field(stream, "ts")),
+                reported_ms=_int(prog, progress_field(stream, "at")),
+                events=_int(prog, progress_field(stream, "events")) or 0,
+                fresh_ms=_int(prog, progress_field(stream, "fresh")),
             )
         )
     return OpsSnapshot(
@@ -165,6 +165,11 @@ def parse(results: Sequence[Any], keys: Keys, partitions: int) -> OpsSnapshot:
         int(wdlq),
         int(trig[1]),
     )
+
+
+def seconds(ms: int | None) -> float | None:
+    """Milliseconds (None: unknown) as seconds."""
+    return None if ms is None else ms / 1000
 
 
 def _text(v: bytes | str) -> str:

@@ -33,18 +33,15 @@ async def readyz(request: Request, store: StoreDep) -> Health:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"redis: {exc}") from exc
     limit_s = request.app.state.settings.ready_progress_s
     if limit_s > 0:
-        now = time.time_ns() // 1_000_000
-        for p in snap.partitions:
-            age = p.report_age_ms(now)
+        for p, age in snap.silent(time.time_ns() // 1_000_000, limit_s):
             if age is None:
                 raise HTTPException(
                     status.HTTP_503_SERVICE_UNAVAILABLE,
                     f"dataflow: never reported progress on {p.stream}",
                 )
-            if age > limit_s * 1000:
-                raise HTTPException(
-                    status.HTTP_503_SERVICE_UNAVAILABLE,
-                    f"dataflow: no progress reported on {p.stream} for {age / 1000:.0f} s "
-                    f"(NUDGE_READY_PROGRESS_S={limit_s:g})",
-                )
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"dataflow: no progress reported on {p.stream} for {age / 1000:.0f} s "
+                f"(NUDGE_READY_PROGRESS_S={limit_s:g})",
+            )
     return Health(status="ok")

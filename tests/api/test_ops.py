@@ -20,8 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.main import create_app
 from config.logs import setup_logging
 from config.settings import Settings
-from models.keys import Keys
-from models.progress import field
+from models.keys import Keys, progress_field
 from tests.conftest import API_KEY, WRITE_KEY
 
 pytestmark = pytest.mark.integration
@@ -40,13 +39,11 @@ def report(rclient: redis.Redis, settings: Settings, at_ms: int, read: str = "0-
     """What the dataflow's source reports for every partition (`dataflows.redis_io`)."""
     keys = Keys(settings.key_prefix)
     for stream in keys.all_events(settings.partitions):
+        fields = {"read": read, "n": 0, "at": at_ms, "ts": at_ms - 5000, "fresh": 42}
         rclient.hset(
-            keys.progress(),
-            mapping={field(stream, "read"): read, field(stream, "n"): 0,
-                     field(stream, "at"): at_ms, field(stream, "ts"): at_ms - 5000,
-                     field(stream, "fresh"): 42},
-        )  # fmt: skip
-        rclient.hincrby(keys.progress(), field(stream, "events"), 100)
+            keys.progress(), mapping={progress_field(stream, k): v for k, v in fields.items()}
+        )
+        rclient.hincrby(keys.progress(), progress_field(stream, "events"), 100)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -19,8 +19,8 @@ from dataflows.redis_io import (
 )
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event
-from models.keys import Keys
-from models.progress import Probe, field
+from models.keys import Keys, progress_field
+from models.progress import Probe
 from models.triggers import Tick
 
 pytestmark = pytest.mark.integration
@@ -296,6 +296,6 @@ def test_freshness_probes_travel_the_stream_and_are_timed_by_the_sink(
     assert key == f"{PROBE_KEY}0" and isinstance(probe, Probe) and probe.partition == 0
     sink = RedisProfileSink(lambda: rclient, keys, 1).build("write_profiles", 0, 1)
     sink.write_batch([("a", (0, b"1", None)), (key, (PROBE, probe, None))])
-    fresh = int(rclient.hget(keys.progress(), field(keys.events(0), "fresh")))  # type: ignore[arg-type]
+    fresh = int(rclient.hget(keys.progress(), progress_field(keys.events(0), "fresh")))  # type: ignore[arg-type]
     assert 0 <= fresh < 60_000
     assert rclient.get(keys.profile("a")) == b"1"

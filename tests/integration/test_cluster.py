@@ -23,6 +23,7 @@ from tests.integration.test_pipeline import (
     expected_from_csv,
     ingest,
     profiles,
+    run_alone,
     wait_for,
 )
 
@@ -36,15 +37,7 @@ def test_two_processes_give_the_profiles_of_one(
     users = list(expected)
     bodies = batches(ROWS)
 
-    one = settings.model_copy(
-        update={"key_prefix": settings.key_prefix + "one", "recovery_dir": tmp_path / "one"}
-    )
-    df = Dataflow(one).start()
-    try:
-        ingest(one, bodies)
-        wait_for(rclient, Keys(one.key_prefix), expected, timeout=90)
-    finally:
-        df.stop()
+    one = run_alone(settings, rclient, tmp_path, "one", bodies, expected)
 
     keys = Keys(settings.key_prefix)
     df = Dataflow(settings, args=("--processes", "2")).start()
@@ -56,7 +49,7 @@ def test_two_processes_give_the_profiles_of_one(
     finally:
         df.stop()
     assert df.proc is not None and df.proc.returncode == 0
-    assert profiles(rclient, keys, users) == profiles(rclient, Keys(one.key_prefix), users)
+    assert profiles(rclient, keys, users) == profiles(rclient, one, users)
     # one recovery directory per process, each with its own partitions
     parts = [sorted(p.name for p in (settings.recovery_dir / f"proc-{k}").glob("part-*"))
              for k in range(2)]  # fmt: skip

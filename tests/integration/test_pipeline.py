@@ -183,6 +183,27 @@ def ingest(settings: Settings, bodies: list[dict[str, Any]], pause: float = 0.0)
     return accepted
 
 
+def run_alone(
+    settings: Settings,
+    rclient: redis.Redis,
+    tmp_path: Path,
+    name: str,
+    bodies: list[dict[str, Any]],
+    expected: dict[str, Any],
+) -> Keys:
+    """An uninterrupted one-process run of `bodies` in a key space of its own: its keys."""
+    own = settings.model_copy(
+        update={"key_prefix": settings.key_prefix + name, "recovery_dir": tmp_path / name}
+    )
+    df = Dataflow(own).start()
+    try:
+        ingest(own, bodies)
+        wait_for(rclient, Keys(own.key_prefix), expected, timeout=90)
+    finally:
+        df.stop()
+    return Keys(own.key_prefix)
+
+
 def test_replay_gives_the_csv_figures(
     settings: Settings, dataflow: Dataflow, rclient: redis.Redis
 ) -> None:
@@ -219,17 +240,8 @@ def test_sigkill_mid_replay_then_restart_gives_identical_profiles(
     users = list(expected)
     bodies = batches(ROWS, size=100)
 
-    # the uninterrupted run, in its own key space
-    calm = settings.model_copy(
-        update={"key_prefix": settings.key_prefix + "calm", "recovery_dir": tmp_path / "calm"}
-    )
-    df = Dataflow(calm).start()
-    try:
-        ingest(calm, bodies)
-        wait_for(rclient, Keys(calm.key_prefix), expected, timeout=90)
-    finally:
-        df.stop()
-    calm_blobs = profiles(rclient, Keys(calm.key_prefix), users)
+    calm_blobs = profiles(rclient, run_alone(settings, rclient, tmp_path, "calm", bodies,
+                                             expected), users)  # fmt: skip
 
     # the interrupted run, killed twice: once as soon as it starts writing profiles (mid-batch,
     # perhaps before any snapshot), once right after the second half arrives (mid-replay, with

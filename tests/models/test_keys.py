@@ -1,7 +1,6 @@
 """Golden tests: the Redis key layout is a contract with running deployments."""
 
-from models.keys import Keys, partition_for
-from models.progress import field
+from models.keys import Keys, partition_for, progress_field
 
 
 def test_keys_are_pinned() -> None:
@@ -11,7 +10,7 @@ def test_keys_are_pinned() -> None:
     assert k.deadletter() == "nudge:v1:deadletter"
     assert k.profile("541312140") == "nudge:v1:c:{541312140}:profile"
     assert k.progress() == "nudge:v1:progress"
-    assert field(k.events(1), "read") == "nudge:v1:events:{p1}:read"
+    assert progress_field(k.events(1), "read") == "nudge:v1:events:{p1}:read"
 
 
 def test_partition_is_stable_crc32() -> None:

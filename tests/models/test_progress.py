@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models.keys import Keys
-from models.progress import PartitionLag, field, parse
+from models.keys import Keys, progress_field
+from models.progress import PartitionLag, parse
 
 
 def lag(**kw: object) -> PartitionLag:
@@ -33,9 +33,9 @@ def test_parse_reads_the_pipeline_of_queue_reads() -> None:
     keys = Keys("x")
     s0, _s1 = keys.all_events(2)
     progress = {
-        field(s0, "read").encode(): b"100-0", field(s0, "n").encode(): b"7",
-        field(s0, "ts").encode(): b"50", field(s0, "at").encode(): b"990",
-        field(s0, "events").encode(): b"1200", field(s0, "fresh").encode(): b"12",
+        progress_field(s0, "read").encode(): b"100-0", progress_field(s0, "n").encode(): b"7",
+        progress_field(s0, "ts").encode(): b"50", progress_field(s0, "at").encode(): b"990",
+        progress_field(s0, "events").encode(): b"1200", progress_field(s0, "fresh").encode(): b"12",
         s0.encode(): b"90-0",  # the durable (trimmed-to) id: not a report field
     }  # fmt: skip
     results = [
