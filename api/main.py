@@ -7,12 +7,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from api.decision_log import DecisionLog
 from api.metrics import RequestContext
@@ -21,6 +20,7 @@ from api.routes import customers, decide, health, ingest, learning, ops
 from api.store import Store
 from config import ConfigError, Settings, get_settings
 from config.catalog import CatalogError, load_catalog
+from config.connect import async_client, cluster_unavailable
 from config.logs import setup_logging
 from config.runtime import tune_gc
 from models.consent import ConsentPolicy
@@ -85,8 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A blip (restart, fail-over) is retried briefly; past that the API answers 503 and
         # SDKs retry. Retrying an XADD pipeline may store an entry twice: the dataflow counts
         # a messageId once.
-        client = aioredis.Redis.from_url(
+        client = async_client(
             url,
+            cluster=settings.redis_cluster,
             max_connections=256,
             health_check_interval=30,
             retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.01), 3),
@@ -94,7 +95,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = Store(
             client, Keys(settings.key_prefix), settings.partitions, settings.deadletter_maxlen
         )
-        problem = await store.claim_layout()
+        try:
+            problem = await store.claim_layout()
+        except RedisClusterException as exc:  # the cluster client found no cluster there
+            problem = cluster_unavailable(url, exc)
         if problem:
             await client.aclose()
             raise ConfigError(problem)

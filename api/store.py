@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from config.catalog import ContactPolicy
+from config.connect import cluster_mismatch
 from models import scripts
 from models.codec import ENTRY_FIELD, encode_entry
 from models.decision import Contact, contact_args, contacts_from
@@ -80,7 +82,13 @@ class Store:
         pipe = self.client.pipeline(transaction=False)
         pipe.hsetnx(meta, "partitions", self.partitions)
         pipe.hget(meta, "partitions")
-        _, stored = await pipe.execute()
+        try:
+            _, stored = await pipe.execute()
+        except ResponseError as exc:
+            mismatch = cluster_mismatch(exc)
+            if mismatch is None:
+                raise
+            return mismatch
         return layout_error(stored, self.partitions, self.keys)
 
     async def resolve(self, any_id: str) -> tuple[str, bytes | None]:

@@ -23,10 +23,9 @@ from config.settings import ConfigError
 
 def recovery_dirs(root: Path, processes: int, partitions: int) -> list[Path]:
     """Each process's recovery directory under `root`, made on first start: at least one
-    recovery partition per process, dealt out round-robin. Refuses a different process count
-    than the one the store was made for (its partitions would be lost or doubled)."""
-    from bytewax.recovery import init_db_dir
-
+    recovery partition per process, dealt out round-robin (`init_share`). Refuses a different
+    process count than the one the store was made for (its partitions would be lost or
+    doubled)."""
     dirs = [root / f"proc-{k}" for k in range(processes)]
     existing = sorted(root.glob("proc-*")) if root.exists() else []
     if existing:
@@ -42,16 +41,31 @@ def recovery_dirs(root: Path, processes: int, partitions: int) -> list[Path]:
             f"{root} holds the recovery store of a single process: run without --processes, "
             "or move its part-*.sqlite3 files into proc-0 … proc-N-1 subdirectories"
         )
-    staging = root / "staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    count = max(partitions, processes)
-    init_db_dir(staging, count)  # type: ignore[no-untyped-call]
-    for d in dirs:
-        d.mkdir()
-    for i, part in enumerate(sorted(staging.glob("part-*.sqlite3"))):
-        part.rename(dirs[i % processes] / part.name)
-    shutil.rmtree(staging)
+    for k, d in enumerate(dirs):
+        init_share(d, k, processes, partitions)
     return dirs
+
+
+def init_share(directory: Path, process: int, processes: int, partitions: int) -> int:
+    """Create process `process`'s share of a new recovery store for a cluster of `processes`
+    in `directory`: of ``max(partitions, processes)`` partitions, those whose index is
+    `process` modulo `processes`. Every process can make its own share on its own host, and
+    together they hold each partition exactly once (as `recovery_dirs` deals them). Returns
+    how many partitions this process holds."""
+    from bytewax.recovery import init_db_dir
+
+    staging = directory / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        init_db_dir(staging, max(partitions, processes))  # type: ignore[no-untyped-call]
+        mine = 0
+        for part in staging.glob("part-*.sqlite3"):
+            if int(part.stem.removeprefix("part-")) % processes == process:
+                part.rename(directory / part.name)
+                mine += 1
+        return mine
+    finally:
+        shutil.rmtree(staging)
 
 
 def run(

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -42,10 +43,18 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process; `stop()` (or the context manager) shuts it down."""
 
-    def __init__(self, directory: Path, port: int | None = None, *, aof: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        aof: bool = True,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.directory = Path(directory).resolve()
         self.port = port or free_port()
         self.aof = aof
+        self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,6 +73,7 @@ class RedisServer:
             "--appendfsync", "everysec",
             "--protected-mode", "yes",
             "--logfile", str(self.directory / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
@@ -96,6 +106,80 @@ class RedisServer:
         self.proc = None
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10,000) is free too."""
+    while True:
+        port = free_port()
+        if port > 55_535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
+class LocalCluster:
+    """A Redis Cluster of `masters` nodes (no replicas) on loopback ports, each a
+    `RedisServer` in its own directory, joined with `redis-cli --cluster create`: for tests
+    and benches of NUDGE_REDIS_CLUSTER. `url` is one node's (the client finds the others)."""
+
+    def __init__(self, directory: Path, masters: int = 3, *, aof: bool = False) -> None:
+        self.directory = Path(directory).resolve()
+        options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                   "--cluster-node-timeout", "5000")  # fmt: skip
+        self.nodes = [
+            RedisServer(self.directory / f"node{i}", cluster_port(), aof=aof, extra_args=options)
+            for i in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 30.0) -> LocalCluster:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise EmbeddedRedisError("no redis-cli found: install Debian's redis-tools")
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run(
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                 "--cluster-yes"],
+                check=True, capture_output=True, timeout=timeout,
+            )  # fmt: skip
+            self._wait_ok(timeout)
+        except (subprocess.SubprocessError, EmbeddedRedisError) as exc:
+            self.stop()
+            raise EmbeddedRedisError(f"Redis Cluster did not form: {exc}") from exc
+        return self
+
+    def _wait_ok(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            client = redis.Redis(port=node.port, socket_connect_timeout=0.5)
+            try:
+                while client.cluster("INFO").get("cluster_state") != "ok":
+                    if time.monotonic() > deadline:
+                        raise EmbeddedRedisError(f"node {node.port}: cluster_state is not ok")
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> LocalCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

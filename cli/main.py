@@ -122,20 +122,18 @@ def dataflow(
     if recovery:
         db = s.recovery_dir
         if not db.exists() or not any(db.glob("part-*.sqlite3")):
-            if addresses:
-                # Each recovery partition must exist exactly once in the whole cluster: a
-                # process cannot create its share alone.
-                raise _fail(
-                    ConfigError(
-                        f"no recovery partitions in {db}: for a cluster, create them once with "
-                        f"`python -m bytewax.recovery DIR N` and give each process its share of "
-                        "the part-*.sqlite3 files in its NUDGE_RECOVERY_DIR (or run with "
-                        "--no-recovery)"
-                    )
-                )
             db.mkdir(parents=True, exist_ok=True)
-            init_db_dir(db, s.recovery_partitions)
-            console.print(f"initialised {s.recovery_partitions} recovery partition(s) in {db}")
+            if addresses:
+                # one process of a cluster: its own share of a store that every process
+                # makes the same way (each partition exactly once in the whole cluster)
+                from cli.cluster import init_share
+
+                n = len(addresses.split(";"))
+                mine = init_share(db, process_id or 0, n, s.recovery_partitions)
+                console.print(f"initialised {mine} recovery partition(s) of {n} processes in {db}")
+            else:
+                init_db_dir(db, s.recovery_partitions)
+                console.print(f"initialised {s.recovery_partitions} recovery partition(s) in {db}")
         recovery_config = RecoveryConfig(str(db))
     setup_logging(s.log_format, s.log_level)
     if s.metrics_port:
@@ -159,8 +157,8 @@ def dataflow(
     except (KeyboardInterrupt, RuntimeError) as exc:
         # Bytewax turns SIGINT into a RuntimeError("... signal received"): a clean stop.
         if isinstance(exc, RuntimeError) and "signal received" not in str(exc):
-            cause = _root_cause(exc)
-            if isinstance(cause, RecoveryStoreError):
+            cause = _cause(exc, RecoveryStoreError, ConfigError)
+            if cause is not None:
                 raise _fail(cause) from exc
             raise
         console.print("dataflow stopped")
@@ -169,8 +167,7 @@ def dataflow(
 @app.command()
 def webhooks() -> None:
     """Deliver every trigger to NUDGE_WEBHOOK_URLS, signed, retried, at least once."""
-    import redis.asyncio as aioredis
-
+    from config.connect import async_client
     from dataflows.webhooks import WebhookParams, serve
     from models.keys import Keys
 
@@ -194,7 +191,7 @@ def webhooks() -> None:
     )
 
     async def main() -> None:
-        client = aioredis.Redis.from_url(url)
+        client = async_client(url, cluster=s.redis_cluster)
         stop = asyncio.Event()
         try:
             await serve(client, Keys(s.key_prefix), list(s.webhook_urls), params, stop)
@@ -208,10 +205,15 @@ def webhooks() -> None:
         console.print("webhooks stopped")
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return exc
+def _cause(exc: BaseException, *types: type[Exception]) -> Exception | None:
+    """The first exception of `types` in the chain of causes of `exc` (Bytewax wraps what a
+    step raised in its own errors), or None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, types):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def _write_key(s: Settings, given: str | None) -> str:
@@ -280,10 +282,10 @@ def replay(
 
 
 def _redis(s: Settings) -> Any:
-    import redis
+    from config.connect import sync_client
 
     try:
-        return redis.Redis.from_url(s.require_redis(), socket_timeout=5)
+        return sync_client(s.require_redis(), cluster=s.redis_cluster, socket_timeout=5)
     except ConfigError as exc:
         raise _fail(exc) from exc
 
@@ -412,9 +414,9 @@ def demo(
 ) -> None:
     """`up`, plus a replay of the REES46 sample; prints profiles and example curl calls."""
     import httpx
-    import redis
 
     from cli.status import wait_caught_up
+    from config.connect import sync_client
     from models.keys import Keys
 
     path = sample or find_sample()
@@ -422,7 +424,7 @@ def demo(
     try:
         _run_replay(path, engine.url, engine.write_key, 0.0, None)
         s = engine.settings
-        client = redis.Redis.from_url(engine.env["NUDGE_REDIS_URL"])
+        client = sync_client(engine.env["NUDGE_REDIS_URL"], cluster=s.redis_cluster)
         if not wait_caught_up(client, Keys(s.key_prefix), s.partitions):
             console.print("[yellow]the dataflow has not caught up after 120 s[/yellow]")
         time.sleep(1.0)

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         description="Redis URL (redis://host:port/db). Unset: `nudge up`/`demo` start an "
         "embedded Redis; every other command refuses to start.",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="NUDGE_REDIS_URL is a node of a Redis Cluster: use the cluster client.",
+    )
     key_prefix: str = Field(default="nudge", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     partitions: int = Field(default=4, ge=1, le=1024, description="Event stream partitions.")
     write_keys: KeyList = Field(default=(), description="Keys that may send events.")

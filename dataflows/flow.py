@@ -486,7 +486,7 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
     """The event streams of `settings`, one Bytewax partition per stream partition. Without
     recovery the streams are never trimmed (a restart reads them from the start)."""
     return RedisStreamSource(
-        client_factory(settings.require_redis()),
+        client_factory(settings.require_redis(), settings.redis_cluster),
         Keys(settings.key_prefix),
         settings.partitions,
         read_events=settings.read_events,
@@ -503,7 +503,7 @@ def redis_sink(settings: Settings, catalog: Catalog | None = None) -> RedisProfi
         consent = ConsentPolicy(frozenset(settings.consent_opt_in))
         triggers = (catalog or flow_catalog(settings), consent, settings.triggers_maxlen)
     return RedisProfileSink(
-        client_factory(settings.require_redis()),
+        client_factory(settings.require_redis(), settings.redis_cluster),
         Keys(settings.key_prefix),
         settings.partitions,
         triggers,
@@ -519,7 +519,7 @@ def link_lookup(settings: Settings) -> Lookup:
 
     def prior(id_: str) -> str | None:
         if not client:
-            client.append(client_factory(url)())
+            client.append(client_factory(url, settings.redis_cluster)())
         value: Any = client[0].get(keys.link(id_))
         return value.decode() if value else None
 

@@ -19,6 +19,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from config.catalog import Catalog
+from config.connect import cluster_mismatch, is_cluster, sync_client
 from dataflows import metrics
 from dataflows.trigger_io import TriggerWriter
 from models import scripts
@@ -47,8 +48,9 @@ MAX_READ_ENTRIES = 1000
 ClientFactory = Callable[[], "redis.Redis"]
 
 
-def client_factory(url: str) -> ClientFactory:
-    """A callable making a new synchronous client (each partition owns its connection).
+def client_factory(url: str, cluster: bool = False) -> ClientFactory:
+    """A callable making a new synchronous client (each partition owns its connection);
+    `cluster`: `url` is a node of a Redis Cluster (`config.connect`).
 
     Connection errors and timeouts are retried with jittered back-off for about ten seconds,
     so a Redis restart or fail-over does not crash the dataflow; every command it sends is
@@ -57,8 +59,9 @@ def client_factory(url: str) -> ClientFactory:
     """
 
     def make() -> redis.Redis:
-        return redis.Redis.from_url(
+        return sync_client(
             url,
+            cluster=cluster,
             socket_keepalive=True,
             health_check_interval=30,
             retry=Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.05), RETRIES),
@@ -68,7 +71,9 @@ def client_factory(url: str) -> ClientFactory:
 
 
 class RecoveryStoreError(RuntimeError):
-    """The recovery store does not match what this Redis has seen; the message says why."""
+    """The recovery store or the settings do not match what this Redis has seen (streams
+    trimmed past the store, another partition count, a cluster node without the cluster
+    client); the message says why."""
 
 
 def check_layout(client: redis.Redis, keys: Keys, partitions: int) -> None:
@@ -76,7 +81,10 @@ def check_layout(client: redis.Redis, keys: Keys, partitions: int) -> None:
     pipe = client.pipeline(transaction=False)
     pipe.hsetnx(keys.meta(), "partitions", partitions)
     pipe.hget(keys.meta(), "partitions")
-    _, stored = pipe.execute()
+    try:
+        _, stored = pipe.execute()
+    except redis.ResponseError as exc:
+        raise RecoveryStoreError(cluster_mismatch(exc) or str(exc)) from exc
     problem = layout_error(stored, partitions, keys)
     if problem:
         raise RecoveryStoreError(problem)
@@ -357,6 +365,7 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         self._streams = keys.all_events(partitions)
         self._partitions = partitions
         self._triggers = TriggerWriter(client, keys, *triggers) if triggers is not None else None
+        self._cluster = is_cluster(client)
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
         # Everything of a batch in one round trip. Several updates of one key in a batch: the
@@ -420,10 +429,13 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         sends: dict[int, list[Control]],
         notes: int,
     ) -> None:
-        if not deleted and not sends and not notes and 0 < len(latest) <= MSET_CHUNK:
-            self._r.mset(latest)
-            return
         if not latest and not deleted and not sends and not notes:
+            return
+        if self._cluster:
+            self._write_cluster(latest, deleted, sends, notes)
+            return
+        if not deleted and not sends and not notes and len(latest) <= MSET_CHUNK:
+            self._r.mset(latest)
             return
         # MULTI when control records go out: a JOIN and the link that records it land together
         # or not at all (a restarted run looks the link up: `models.identity.Stitcher.prior`)
@@ -444,6 +456,33 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         if notes:
             pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
         pipe.execute()
+
+    def _write_cluster(
+        self,
+        latest: dict[str, bytes | str],
+        deleted: list[str],
+        sends: dict[int, list[Control]],
+        notes: int,
+    ) -> None:
+        """The same writes on a Redis Cluster, where a command or a transaction spans one
+        slot: one command per key, pipelined to each key's node. Control records go first, in
+        a round trip of their own, and the state that follows from them after: a crash in
+        between sends them again from the restarted run (they are idempotent), and a link is
+        never stored without the JOIN that records it."""
+        if sends:
+            pipe = self._r.pipeline(transaction=False)
+            for part, records in sends.items():
+                pipe.xadd(self._streams[part], {CONTROL_FIELD: encode_controls(records)})
+            pipe.execute()
+        pipe = self._r.pipeline(transaction=False)
+        for k in deleted:
+            pipe.delete(k)
+        for k, blob in latest.items():
+            pipe.set(k, blob)
+        if notes:
+            pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
+        if len(pipe):
+            pipe.execute()
 
     def close(self) -> None:
         self._r.close()

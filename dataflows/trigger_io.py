@@ -20,6 +20,7 @@ import orjson
 import redis
 
 from config.catalog import Catalog
+from config.connect import queue_script
 from dataflows import metrics
 from models import scripts
 from models.consent import ConsentPolicy
@@ -58,8 +59,8 @@ class TriggerWriter:
         for t, at in fired:
             cid = t.customer_id
             pipe.exists(keys.trigger_sent(t.id))
-            self._read(keys=[keys.profile(cid), keys.link(cid), keys.contacts(cid)],
-                       args=[at - keep_ms], client=pipe)  # fmt: skip
+            queue_script(pipe, self._read, [keys.profile(cid), keys.link(cid), keys.contacts(cid)],
+                         [at - keep_ms])  # fmt: skip
         got: list[Any] = pipe.execute()
         decided: list[tuple[Trigger, int, Decision | None, Profile | None]] = []
         for (t, at), sent, (blob, _, flat) in zip(fired, got[0::2], got[1::2], strict=True):
@@ -81,9 +82,9 @@ class TriggerWriter:
         for t, at, d, _ in recording:
             assert d is not None
             candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
-            self._record(keys=[keys.contacts(t.customer_id)],
-                         args=contact_args(self._catalog.policy, d.channel, t.id, at, keep_ms,
-                                           candidates), client=pipe)  # fmt: skip
+            queue_script(pipe, self._record, [keys.contacts(t.customer_id)],
+                         contact_args(self._catalog.policy, d.channel, t.id, at, keep_ms,
+                                      candidates))  # fmt: skip
         verdicts: list[Any] = pipe.execute() if recording else []
         for (_, _, d, profile), (verdict, detail) in zip(recording, verdicts, strict=True):
             assert d is not None and profile is not None

@@ -126,9 +126,9 @@ class OpsSnapshot:
 def queue_reads(pipe: Any, keys: Keys, partitions: int) -> None:
     """Queue the reads of an `OpsSnapshot` on a redis-py pipeline (sync or asyncio; each
     command touches one key, so a Redis Cluster pipeline takes them too)."""
-    for stream in keys.all_events(partitions):
-        pipe.eval(scripts.STREAM_INFO, 1, stream)
-    pipe.eval(scripts.STREAM_INFO, 1, keys.triggers())
+    for stream in [*keys.all_events(partitions), keys.triggers()]:
+        # EVAL as a plain command: a cluster pipeline has no `eval` method, but routes it
+        pipe.execute_command("EVAL", scripts.STREAM_INFO, 1, stream)
     pipe.hgetall(keys.progress())
     pipe.hgetall(keys.stats())
     pipe.xlen(keys.deadletter())

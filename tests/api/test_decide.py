@@ -24,7 +24,7 @@ from models.keys import Keys
 from models.policy import in_holdout
 from models.profile import encode_profile
 from tests.api.test_ingest import stored
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, ON_BOTH
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,7 @@ def zone_at(hour: int) -> str:
     return "Etc/GMT" + (f"-{offset}" if offset > 0 else f"+{-offset}" if offset < 0 else "")
 
 
+@ON_BOTH
 def test_a_cart_reminder_is_decided_and_recorded(
     client: TestClient, rclient: redis.Redis, settings: Settings
 ) -> None:
@@ -161,6 +162,7 @@ def test_quiet_hours_across_time_zones(
     assert d["message"]["id"] == "cart_reminder"
 
 
+@ON_BOTH
 def test_caps_hold_under_a_concurrent_burst(settings: Settings, rclient: redis.Redis) -> None:
     cid = reachable("burst")
     put_profile(rclient, settings, cid, cart(cid), consent(cid, "email"))

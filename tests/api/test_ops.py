@@ -21,7 +21,7 @@ from api.main import create_app
 from config.logs import setup_logging
 from config.settings import Settings
 from models.keys import Keys, progress_field
-from tests.conftest import API_KEY, WRITE_KEY
+from tests.conftest import API_KEY, ON_BOTH, WRITE_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +61,7 @@ def promtool() -> str | None:
     return found
 
 
+@ON_BOTH
 def test_readyz_follows_the_dataflow_reports(client: TestClient, rclient: redis.Redis,
                                              settings: Settings) -> None:  # fmt: skip
     r = client.get("/readyz")
@@ -80,6 +81,7 @@ def test_readyz_without_the_progress_check(settings: Settings) -> None:
         assert c.get("/readyz").status_code == 200
 
 
+@ON_BOTH
 def test_metrics_parse_and_follow_the_conventions(
     client: TestClient, rclient: redis.Redis, settings: Settings
 ) -> None:
@@ -125,6 +127,7 @@ def test_metrics_parse_and_follow_the_conventions(
         assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+@ON_BOTH
 def test_ops_page_and_its_data(client: TestClient, rclient: redis.Redis,
                                settings: Settings) -> None:  # fmt: skip
     page = client.get("/ops")

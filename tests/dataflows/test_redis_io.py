@@ -10,8 +10,13 @@ import redis
 
 from cli.status import snapshot
 from dataflows.redis_io import (
+    ERASED,
+    LINK,
+    NOTE,
     PROBE,
     PROBE_KEY,
+    PROFILE,
+    SEND,
     TICK_KEY,
     RecoveryStoreError,
     RedisProfileSink,
@@ -19,9 +24,11 @@ from dataflows.redis_io import (
 )
 from models.codec import ENTRY_FIELD, encode_entry
 from models.events import Event
-from models.keys import Keys, progress_field
+from models.identity import CONTROL_FIELD, JOIN, Control, decode_controls
+from models.keys import Keys, partition_for, progress_field
 from models.progress import Probe
 from models.triggers import Tick
+from tests.conftest import ON_BOTH
 
 pytestmark = pytest.mark.integration
 
@@ -155,6 +162,7 @@ def test_trim_only_behind_old_snapshots(rclient: redis.Redis, prefix: str) -> No
     assert next(eid.decode() for eid, _ in rclient.xrange(stream)) == ids[5]
 
 
+@ON_BOTH
 def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     sink = RedisProfileSink(lambda: rclient, keys, 1).build("write_profiles", 0, 1)
@@ -163,12 +171,39 @@ def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix:
     assert rclient.get(keys.profile("b")) == b"2"
     many = [(f"c{i}", (0, str(i).encode(), None)) for i in range(2500)]  # more than one MSET chunk
     sink.write_batch(many)
-    assert rclient.mget([keys.profile(f"c{i}") for i in (0, 999, 1000, 2499)]) == [
+    assert [rclient.get(keys.profile(f"c{i}")) for i in (0, 999, 1000, 2499)] == [
         b"0",
         b"999",
         b"1000",
         b"2499",
     ]
+
+
+@ON_BOTH
+def test_sink_writes_links_erasures_and_control_records(rclient: redis.Redis, prefix: str) -> None:
+    """A batch with every kind of write: on a Redis Cluster they span slots and nodes (one
+    command per key there, the control records in a round trip before the state)."""
+    keys = Keys(prefix)
+    rclient.set(keys.profile("gone"), b"old")
+    join = Control(JOIN, "ann", "anon-1", "r1", state=b"s", ids=["anon-1"])
+    sink = RedisProfileSink(lambda: rclient, keys, 3).build("write_profiles", 0, 1)
+    sink.write_batch([
+        ("ann", (PROFILE, b"ann's", None)),
+        ("anon-1", (LINK, "anon-1", "ann")),
+        ("gone", (PROFILE, ERASED, None)),
+        ("ann", (SEND, join, None)),
+        ("ann", (NOTE, "identity: refused", None)),
+    ])  # fmt: skip
+    assert rclient.get(keys.profile("ann")) == b"ann's"
+    assert rclient.get(keys.link("anon-1")) == b"ann"
+    assert not rclient.exists(keys.profile("gone"))
+    stream = keys.events(partition_for("ann", 3))
+    ((_, fields),) = rclient.xrange(stream)
+    (sent,) = decode_controls(fields[CONTROL_FIELD])
+    assert (sent.kind, sent.to, sent.sender, sent.ids) == (JOIN, "ann", "anon-1", ["anon-1"])
+    assert rclient.hget(keys.stats(), "identity_merges_refused") == b"1"
+    sink.write_batch([("anon-1", (LINK, "anon-1", ""))])  # unlinked
+    assert not rclient.exists(keys.link("anon-1"))
 
 
 def test_no_trimming_without_recovery(rclient: redis.Redis, prefix: str) -> None:
@@ -244,6 +279,7 @@ def test_source_and_sink_ride_out_a_redis_restart(tmp_path: Path) -> None:
         server.stop()
 
 
+@ON_BOTH
 def test_progress_reports_give_the_lag_in_entries_and_time(
     rclient: redis.Redis, prefix: str
 ) -> None:
@@ -280,6 +316,7 @@ def test_an_old_snapshot_learns_its_ordinal_once_caught_up(
     assert q.snapshot() == f"{ids[2]} 3"
 
 
+@ON_BOTH
 def test_freshness_probes_travel_the_stream_and_are_timed_by_the_sink(
     rclient: redis.Redis, prefix: str
 ) -> None:

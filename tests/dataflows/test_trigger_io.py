@@ -20,6 +20,7 @@ from models.policy import in_holdout
 from models.profile import encode_profile
 from models.triggers import CART, Trigger
 from tests.api.test_decide import zone_at
+from tests.conftest import ON_BOTH
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,7 @@ def docs(rclient: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     return [orjson.loads(f[b"data"]) for _, f in rclient.xrange(keys.triggers())]
 
 
+@ON_BOTH
 def test_a_trigger_carries_the_next_best_message_once(rclient: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     now = time.time_ns() // 1_000_000
@@ -73,6 +75,7 @@ def test_a_trigger_carries_the_next_best_message_once(rclient: redis.Redis, pref
     assert second is None or (second["id"] != "cart_reminder" and second["channel"] != "email")
 
 
+@ON_BOTH
 def test_no_consent_anywhere_means_no_message(rclient: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     now = time.time_ns() // 1_000_000

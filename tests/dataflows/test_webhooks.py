@@ -17,11 +17,12 @@ import httpx
 import orjson
 import pytest
 import redis
-import redis.asyncio as aioredis
 
+from config.connect import async_client
 from dataflows.webhooks import Deliverer, WebhookParams, group_for
 from models.keys import Keys
 from models.webhooks import SignatureError, backoff_s, headers, verify
+from tests.conftest import ON_BOTH
 
 pytestmark = pytest.mark.integration
 
@@ -102,12 +103,13 @@ def deliver(
     timeout: float = 10.0,
     consumer: str = "test",
     during: Callable[[float], None] | None = None,
+    cluster: bool = False,
 ) -> Deliverer:
     """Run a deliverer until `until(deliverer)` (or fail after `timeout` s); `during(elapsed)`
     is called between rounds (to bring a receiver up, say)."""
 
     async def go() -> Deliverer:
-        client = aioredis.Redis.from_url(redis_url)
+        client = async_client(redis_url, cluster=cluster)
         async with httpx.AsyncClient(timeout=params.timeout_s) as http:
             d = Deliverer(client, http, keys, url, params, consumer=consumer,
                           rng=random.Random(7))  # fmt: skip
@@ -129,12 +131,13 @@ def pending(rclient: redis.Redis, keys: Keys, url: str) -> int:
     return int(info["pending"])
 
 
+@ON_BOTH
 def test_each_trigger_is_delivered_signed(
-    redis_url: str, rclient: redis.Redis, prefix: str, receiver: Receiver
+    redis_url: str, rclient: redis.Redis, prefix: str, receiver: Receiver, cluster: bool
 ) -> None:
     keys = Keys(prefix)
     ids = fire(rclient, keys, 3)
-    deliver(redis_url, keys, receiver.url, lambda d: d.delivered == 3)
+    deliver(redis_url, keys, receiver.url, lambda d: d.delivered == 3, cluster=cluster)
     assert sorted(receiver.ids()) == ids
     for got, body in receiver.received:
         assert verify(SECRET, got, body, time.time()) == got["webhook-id"]
@@ -180,13 +183,14 @@ def test_nothing_is_lost_while_the_receiver_is_down(
         up[0].stop()
 
 
+@ON_BOTH
 def test_dead_letter_after_the_limit(
-    redis_url: str, rclient: redis.Redis, prefix: str, receiver: Receiver
+    redis_url: str, rclient: redis.Redis, prefix: str, receiver: Receiver, cluster: bool
 ) -> None:
     keys = Keys(prefix)
     receiver.script = [500] * 10
     (tid,) = fire(rclient, keys, 1)
-    d = deliver(redis_url, keys, receiver.url, lambda d: d.dead == 1)
+    d = deliver(redis_url, keys, receiver.url, lambda d: d.dead == 1, cluster=cluster)
     assert receiver.ids() == [tid] * PARAMS.max_attempts
     ((_, dead),) = rclient.xrange(keys.webhook_deadletter())
     assert dead[b"id"] == tid.encode() and dead[b"attempts"] == b"4"
@@ -194,15 +198,18 @@ def test_dead_letter_after_the_limit(
     assert pending(rclient, keys, receiver.url) == 0 and d.delivered == 0
 
 
+@ON_BOTH
 def test_a_restart_delivers_what_was_read_but_never_settled(
-    redis_url: str, rclient: redis.Redis, prefix: str, receiver: Receiver
+    redis_url: str, rclient: redis.Redis, prefix: str, receiver: Receiver, cluster: bool
 ) -> None:
     keys = Keys(prefix)
     ids = fire(rclient, keys, 2)
     group = group_for(receiver.url)
     rclient.xgroup_create(keys.triggers(), group, id="0")
     rclient.xreadgroup(group, "crashed", {keys.triggers(): ">"}, count=2)  # then it died
-    deliver(redis_url, keys, receiver.url, lambda d: d.delivered == 2, consumer="new")
+    deliver(
+        redis_url, keys, receiver.url, lambda d: d.delivered == 2, consumer="new", cluster=cluster
+    )
     assert sorted(receiver.ids()) == ids and pending(rclient, keys, receiver.url) == 0
 
 

@@ -18,7 +18,7 @@ from cli.datasets import read_calls, with_late_logins
 from config.settings import Settings
 from models.keys import Keys
 from models.profile import Profile, decode_profile
-from tests.conftest import ADMIN_KEY, API_KEY, rees46_path
+from tests.conftest import ADMIN_KEY, API_KEY, ON_BOTH, rees46_path
 from tests.integration.test_pipeline import Dataflow, ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -69,6 +69,7 @@ def wait_until(pred: Any, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+@ON_BOTH
 def test_any_id_reaches_one_customer(settings: Settings, rclient: redis.Redis) -> None:
     settings = settings.model_copy(update={"identity_max_ids": 5})
     df = Dataflow(settings).start()

@@ -27,7 +27,7 @@ from config.settings import Settings
 from models.keys import Keys
 from models.products import decode_catalogue, for_profile
 from models.profile import decode_profile
-from tests.conftest import API_KEY, WRITE_KEY, rees46_path
+from tests.conftest import API_KEY, ON_BOTH, WRITE_KEY, rees46_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -70,7 +70,10 @@ def expected_from_csv(path: Path, rows: int) -> dict[str, dict[str, Any]]:
 
 
 def profiles(client: redis.Redis, keys: Keys, users: list[str]) -> dict[str, bytes | None]:
-    return dict(zip(users, client.mget([keys.profile(u) for u in users]), strict=True))
+    pipe = client.pipeline(transaction=False)  # not MGET: the keys span a cluster's slots
+    for u in users:
+        pipe.get(keys.profile(u))
+    return dict(zip(users, pipe.execute(), strict=True))
 
 
 def mismatches(blobs: dict[str, bytes | None], expected: dict[str, dict[str, Any]]) -> list[str]:
@@ -104,6 +107,7 @@ def env_for(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "NUDGE_REDIS_URL": str(settings.redis_url),
+        "NUDGE_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "NUDGE_KEY_PREFIX": settings.key_prefix,
         "NUDGE_PARTITIONS": str(settings.partitions),
         "NUDGE_RECOVERY_DIR": str(settings.recovery_dir),
@@ -204,6 +208,7 @@ def run_alone(
     return Keys(own.key_prefix)
 
 
+@ON_BOTH
 def test_replay_gives_the_csv_figures(
     settings: Settings, dataflow: Dataflow, rclient: redis.Redis
 ) -> None:
@@ -211,6 +216,12 @@ def test_replay_gives_the_csv_figures(
     dataflow.start()
     assert ingest(settings, batches(ROWS)) == ROWS
     wait_for(rclient, Keys(settings.key_prefix), expected, timeout=90)
+    if settings.redis_cluster:  # the customers and the streams spread over all the masters
+        keys = Keys(settings.key_prefix)
+        node_of: Any = rclient.get_node_from_key  # type: ignore[attr-defined]
+        assert len({node_of(keys.profile(u)).name for u in expected}) == 3
+        # (streams {p0} {p1} {p2} hash to slots 15882, 11819 and 7752: two of the 3 masters)
+        assert len({node_of(s).name for s in keys.all_events(settings.partitions)}) == 2
     # a few with carts and orders, so the comparison is not only about views
     assert sum(1 for e in expected.values() if e["cart"]) > 10
     assert sum(1 for e in expected.values() if e["orders"]) > 10
