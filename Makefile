@@ -42,6 +42,7 @@ bench: $(BIN)/nudge
 	$(BIN)/python -m bench.trigger_lateness
 	$(BIN)/python -m bench.scaling
 	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .nudge .mypy_cache .ruff_cache .pytest_cache

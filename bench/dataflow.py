@@ -51,6 +51,7 @@ from bench.machine import REES46, TAOBAO, CpuWindow, data_path, header, table
 from cli.datasets import read_calls
 from cli.embedded import RedisServer
 from config import Settings
+from config.connect import is_cluster
 from config.runtime import tune_gc
 from dataflows.flow import build_flow, redis_source
 from dataflows.redis_io import client_factory
@@ -97,18 +98,32 @@ def lay_out(
     return entries, per_partition
 
 
-def build_workload(paths: list[Path], partitions: int, request_events: int) -> Workload:
-    """Normalise every call as the API does and cut the replay into requests of
-    `request_events` calls, each request giving one entry per partition (as `Store.append`)."""
+def normalized(paths: list[Path], fraction: float = 1.0) -> tuple[list[Event], list[Any]]:
+    """The calls of `paths` (the first `fraction` of each) normalised as the API does, and
+    (dataset, events) per path."""
     now = time.time_ns() // 1_000_000
     counter = iter(range(1 << 62))
     events: list[Event] = []
     datasets = []
     for path in paths:
-        before = len(events)
-        for _, call in read_calls(path):
+        calls = [call for _, call in read_calls(path)]
+        keep = calls[: max(1, round(len(calls) * fraction))]
+        for call in keep:
             events.append(normalize(call, received_at=now, new_id=lambda: f"g{next(counter)}"))
-        datasets.append((path.parent.name, len(events) - before))
+        datasets.append((path.parent.name, len(keep)))
+    return events, datasets
+
+
+def build_workload(paths: list[Path], partitions: int, request_events: int) -> Workload:
+    """Normalise every call as the API does and cut the replay into requests of
+    `request_events` calls, each request giving one entry per partition (as `Store.append`)."""
+    return workload_of(*normalized(paths), partitions, request_events)
+
+
+def workload_of(
+    events: list[Event], datasets: list[Any], partitions: int, request_events: int
+) -> Workload:
+    """The `Workload` of events from `normalized`."""
     entries, per_partition = lay_out(events, partitions, request_events)
     return Workload(
         entries=entries,
@@ -333,6 +348,13 @@ def run_once(
     )
 
 
+def get_many(client: redis.Redis, names: list[Any]) -> list[Any]:
+    """MGET, or its per-slot split on a Redis Cluster."""
+    if is_cluster(client):
+        return list(client.mget_nonatomic(names))  # type: ignore[attr-defined]
+    return list(client.mget(names))
+
+
 def check(kind: str, client: redis.Redis, keys: Keys, work: Workload) -> None:
     """Every customer written, every event counted (after dedupe, for nudge)."""
     if kind == "nudge":
@@ -340,7 +362,7 @@ def check(kind: str, client: redis.Redis, keys: Keys, work: Workload) -> None:
         found = total = 0
         names = list(client.scan_iter(match=pattern, count=5000))
         for i in range(0, len(names), 5000):
-            for blob in client.mget(names[i : i + 5000]):
+            for blob in get_many(client, names[i : i + 5000]):
                 if isinstance(blob, bytes):
                     found += 1
                     total += sum(decode_profile(blob).counts.values())
@@ -350,7 +372,7 @@ def check(kind: str, client: redis.Redis, keys: Keys, work: Workload) -> None:
         prefix = bare_prefix(keys)
         names = list(client.scan_iter(match=prefix + "*", count=5000))
         for i in range(0, len(names), 5000):
-            values = client.mget(names[i : i + 5000])
+            values = get_many(client, names[i : i + 5000])
             found += len(values)
             total += sum(sum(msgpack.unpackb(v).values()) for v in values if isinstance(v, bytes))
         want = work.events

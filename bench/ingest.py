@@ -92,12 +92,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def start_api(
-    env: dict[str, str], port: int, cmd: list[str] | None = None
+    env: dict[str, str], port: int, cmd: list[str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """`nudge api` (or `cmd`) on 127.0.0.1:`port`, once it answers `/readyz`."""
+    """`nudge api` (or `cmd`) on 127.0.0.1:`port`, once it answers `/readyz` (which, unless
+    `env` says otherwise, checks Redis only: the benches of the API run no dataflow); its
+    output to `log` if given."""
     if cmd is None:
         cmd = [sys.executable, "-m", "cli.main", "api", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env)
+    env = {"NUDGE_READY_PROGRESS_S": "0", **env}
+    if log is None:
+        proc = subprocess.Popen(cmd, env=env)
+    else:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

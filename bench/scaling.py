@@ -29,8 +29,9 @@ import redis
 
 from bench.dataflow import REES46, TAOBAO, Workload, build_workload, check, data_path, preload
 from bench.machine import CpuWindow, header, table
-from cli.embedded import RedisServer
+from cli.embedded import LocalCluster, RedisServer
 from cli.status import snapshot
+from config.connect import sync_client
 from models.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def children(pid: int) -> list[int]:
 
 def run_once(
     processes: int, url: str, client: redis.Redis, work: Workload, tmp: Path, recovery: bool,
-    round_: int, watch: list[int],
+    round_: int, watch: list[int], cluster: bool = False,
 ) -> tuple[float, float]:  # fmt: skip
     """events/s, and cores used by processes not ours meanwhile."""
     prefix = f"scale{processes}r{round_}"
@@ -54,7 +55,8 @@ def run_once(
     preload(client, keys, work)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")},
-        "NUDGE_REDIS_URL": url, "NUDGE_KEY_PREFIX": prefix, "NUDGE_PARTITIONS": str(PARTITIONS),
+        "NUDGE_REDIS_URL": url, "NUDGE_REDIS_CLUSTER": str(cluster).lower(),
+        "NUDGE_KEY_PREFIX": prefix, "NUDGE_PARTITIONS": str(PARTITIONS),
         "NUDGE_METRICS_PORT": "0", "NUDGE_RECOVERY_DIR": str(tmp / prefix),
         "NUDGE_LOG_FORMAT": "text", "PYTHONPATH": str(ROOT),
     }  # fmt: skip
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-recovery", action="store_true", help="run without recovery snapshots")
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="against a local 3-master Redis Cluster (NUDGE_REDIS_CLUSTER)")  # fmt: skip
     args = p.parse_args(argv)
     print(header("nudge bench: dataflow scaling (1 vs 2 processes)", "bench.scaling"))
     work = build_workload([data_path(REES46), data_path(TAOBAO)], PARTITIONS, 1000)
@@ -110,14 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     others = 0.0
     with tempfile.TemporaryDirectory(prefix="nudge-bench-scaling-") as tmp_name:
         tmp = Path(tmp_name)
-        server = RedisServer(tmp / "redis").start()
+        server: RedisServer | LocalCluster
+        if args.redis_cluster:
+            server = LocalCluster(tmp / "cluster", masters=3).start()
+            pids = [n.proc.pid for n in server.nodes if n.proc is not None]
+        else:
+            server = RedisServer(tmp / "redis").start()
+            pids = [server.proc.pid] if server.proc is not None else []
+        print(f"redis     {'a 3-master Redis Cluster' if args.redis_cluster else 'one server'},"
+              " on this machine")  # fmt: skip
         try:
-            client = redis.Redis.from_url(server.url)
-            assert server.proc is not None
+            client = sync_client(server.url, cluster=args.redis_cluster)
             for r in range(args.rounds):
                 for n in (1, 2):
-                    rate, busy = run_once(n, server.url, client, work, tmp, recovery, r,
-                                          [server.proc.pid])  # fmt: skip
+                    rate, busy = run_once(n, server.url, client, work, tmp, recovery, r, pids,
+                                          args.redis_cluster)  # fmt: skip
                     rates[n].append(rate)
                     others = max(others, busy)
             client.close()

@@ -49,11 +49,14 @@ class RedisServer:
         port: int | None = None,
         *,
         aof: bool = True,
+        fsync: str = "everysec",
         extra_args: Sequence[str] = (),
     ) -> None:
+        """`fsync`: the AOF's appendfsync (``always``: an acknowledged write is on disk)."""
         self.directory = Path(directory).resolve()
         self.port = port or free_port()
         self.aof = aof
+        self.fsync = fsync
         self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -70,7 +73,7 @@ class RedisServer:
             "--dir", str(self.directory),
             "--save", "",
             "--appendonly", "yes" if self.aof else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.fsync,
             "--protected-mode", "yes",
             "--logfile", str(self.directory / "redis.log"),
             *self.extra_args,
