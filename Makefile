@@ -43,6 +43,8 @@ bench: $(BIN)/nudge
 	$(BIN)/python -m bench.scaling
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.chaos
+	$(BIN)/python -m bench.freshness
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) .nudge .mypy_cache .ruff_cache .pytest_cache
