@@ -30,21 +30,12 @@ system-deps:  ## redis-server, promtool and chromium from Debian, when missing a
 test: lint system-deps  ## ruff, mypy, then the whole pytest suite (unit, flow, integration on a real redis-server)
 	$(BIN)/pytest
 
+BENCHES := ingest dataflow identity decide products learning triggers trigger_lateness \
+	scaling memory chaos freshness soak
+
 bench: $(BIN)/nudge
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m bench.ingest
-	$(BIN)/python -m bench.dataflow
-	$(BIN)/python -m bench.identity
-	$(BIN)/python -m bench.decide
-	$(BIN)/python -m bench.products
-	$(BIN)/python -m bench.learning
-	$(BIN)/python -m bench.triggers
-	$(BIN)/python -m bench.trigger_lateness
-	$(BIN)/python -m bench.scaling
-	$(BIN)/python -m bench.memory
-	$(BIN)/python -m bench.chaos
-	$(BIN)/python -m bench.freshness
-	$(BIN)/python -m bench.soak
+	for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .nudge .mypy_cache .ruff_cache .pytest_cache

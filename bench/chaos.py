@@ -56,8 +56,18 @@ import orjson
 import redis
 
 from bench.dataflow import Workload, normalized, workload_of
-from bench.ingest import start_api, stop
-from bench.machine import REES46, TAOBAO, CpuWindow, cpu_seconds, data_path, header, table
+from bench.ingest import start_api
+from bench.machine import (
+    REES46,
+    TAOBAO,
+    CpuWindow,
+    cpu_seconds,
+    data_path,
+    header,
+    stop_process,
+    table,
+    tail,
+)
 from cli.datasets import read_calls
 from cli.embedded import RedisServer, free_port
 from cli.status import snapshot, wait_caught_up
@@ -161,13 +171,6 @@ class Dataflow:
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 # --- part 1: the dataflow killed mid-replay ------------------------------------------------
@@ -534,7 +537,7 @@ def _equal(ref: dict[str, bytes], got: dict[str, bytes]) -> Comparison | None:
 
 
 def _log_tail(df: Dataflow) -> str:
-    return _tail(df.logs / f"{df.name}-{df.starts}.log")
+    return tail(df.logs / f"{df.name}-{df.starts}.log")
 
 
 def part_dataflow(args: argparse.Namespace, tmp: Path) -> bool:
@@ -689,7 +692,7 @@ def report_dataflow(run: ChaosRun, work: Workload, bad_ref: list[str]) -> bool:
 def aof_load(server: RedisServer) -> str:
     """What a redis-server's log says about its last AOF load."""
     found = re.findall(r"DB loaded from append only file: ([0-9.]+) seconds",
-                       _tail(server.directory / "redis.log", 400))  # fmt: skip
+                       tail(server.directory / "redis.log", 400))  # fmt: skip
     return f"{float(found[-1]) * 1000:.0f} ms" if found else "?"
 
 
@@ -882,7 +885,7 @@ def redis_run(
         client.close()
     finally:
         if api is not None:
-            stop(api)
+            stop_process(api)
         server.stop()
     return run
 

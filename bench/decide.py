@@ -32,8 +32,8 @@ import orjson
 import redis
 
 from bench.decide_app import bare_key
-from bench.ingest import start_api, stop
-from bench.machine import REES46, data_path, header, table
+from bench.ingest import start_api
+from bench.machine import REES46, data_path, header, stop_process, table
 from cli.datasets import read_calls
 from cli.embedded import RedisServer, free_port
 from models.customer import ProfileParams, step
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
         finally:
             if api is not None:
-                stop(api)
+                stop_process(api)
             server.stop()
     print()
     print(table(rows, ["endpoint", "offered/s", "done/s", "p50 ms", "p99 ms", "p99.9 ms",

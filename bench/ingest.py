@@ -31,7 +31,7 @@ import orjson
 import redis
 
 from bench.loadgen import LoadConfig
-from bench.machine import REES46, CpuWindow, cpu_seconds, data_path, header, table
+from bench.machine import REES46, CpuWindow, cpu_seconds, data_path, header, stop_process, table
 from cli.datasets import read_calls
 from cli.embedded import RedisServer, free_port
 from models.codec import ENTRY_FIELD, decode_entry, encode_entry, encode_event
@@ -115,18 +115,8 @@ def start_api(
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    stop(proc)
+    stop_process(proc)
     raise RuntimeError("the API did not answer within 30 s")
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- the load ------------------------------------------------------------------------------
@@ -193,7 +183,7 @@ def run_load(
             proc.wait(30)
     finally:
         for proc in procs:
-            stop(proc)
+            stop_process(proc)
     lat = sorted(x for r in results for x in r["latencies_ms"])
     return IngestRun(
         requests=sum(r["requests"] for r in results),
@@ -374,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                     args, port, write_key, {"api": api.pid, "redis-server": server.proc.pid}
                 )
             finally:
-                stop(api)
+                stop_process(api)
             check = check_streams(client, keys, args.partitions, run.tag)
             base_keys, layout_keys = Keys("benchbase"), Keys("benchlayout")
             events = bench_events(dataset, "base")

@@ -24,7 +24,7 @@ bounded population of customers, an open-loop load generator and process account
   written → answer read) and lateness (written - scheduled) go into 1%-wide log histograms
   of the window (`window_s`) the request was written in, so memory stays flat over a long
   run.
-- `rss_mb`, `descendants`: resident memory from /proc.
+(Process helpers — `rss_mb`, `descendants`, `stop_process`, `tail` — are in `bench.machine`.)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ import redis
 import uvloop
 
 from bench.loadgen import read_response
-from bench.machine import REES46
+from bench.machine import REES46, descendants, stop_process, tail
 from cli.datasets import read_calls
 from cli.embedded import RedisServer, free_port
 from cli.status import snapshot
@@ -73,46 +73,6 @@ def now_iso() -> str:
 
 
 # --- the deployment ------------------------------------------------------------------------
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (children of all its threads, recursively)."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                kids = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
-            except OSError:
-                continue
-            for kid in map(int, kids):
-                if kid not in out:
-                    out.append(kid)
-                    todo.append(kid)
-    return out
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of `pid` in MB (None: gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def cmdline(pid: int) -> str:
@@ -199,7 +159,7 @@ class Deployment:
                 if self.dataflow.poll() is not None:
                     raise RuntimeError(
                         f"the dataflow exited with {self.dataflow.returncode}:\n"
-                        + _tail(self.tmp / "dataflow.log")
+                        + self.log_tail("dataflow")
                     )
                 snap = self.snapshot(client)
                 if all(p.reported_ms is not None for p in snap.partitions):
@@ -215,7 +175,7 @@ class Deployment:
         while time.monotonic() < deadline:
             if self.api.poll() is not None:
                 raise RuntimeError(
-                    f"the API exited with {self.api.returncode}:\n" + _tail(self.tmp / "api.log")
+                    f"the API exited with {self.api.returncode}:\n{self.log_tail('api')}"
                 )
             try:
                 answer = httpx.get(f"http://127.0.0.1:{self.api_port}/readyz", timeout=1)
@@ -272,30 +232,20 @@ class Deployment:
     def stop(self) -> None:
         if self.api is not None:
             self.api_workers()
-            _stop(self.api, signal.SIGTERM, 20)
+            stop_process(self.api, signal.SIGTERM, 20)
             for pid in self._api_children:  # workers the supervisor left behind, if any
                 if "multiprocessing" in cmdline(pid):
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
         if self.dataflow is not None:
-            _stop(self.dataflow, signal.SIGINT, 30)
+            stop_process(self.dataflow, signal.SIGINT, 30)
         if self.server is not None:
             self.server.stop()
         for f in self._logs:
             f.close()
 
     def log_tail(self, name: str, lines: int = 15) -> str:
-        return _tail(self.tmp / f"{name}.log", lines)
-
-
-def _stop(proc: subprocess.Popen[Any], sig: int, wait_s: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(wait_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        return tail(self.tmp / f"{name}.log", lines, missing="(no log)")
 
 
 # --- the dataflow's freshness histogram ------------------------------------------------------
@@ -686,7 +636,7 @@ class Generator:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
-        _stop(self.proc, signal.SIGTERM, 10)
+        stop_process(self.proc, signal.SIGTERM, 10)
 
 
 def serve(run: Any) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import redis
 
 from bench.dataflow import REES46, TAOBAO, Workload, build_workload, check, data_path, preload
-from bench.machine import CpuWindow, header, table
+from bench.machine import CpuWindow, descendants, header, table
 from cli.embedded import LocalCluster, RedisServer
 from cli.status import snapshot
 from config.connect import sync_client
@@ -36,13 +36,6 @@ from models.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def run_once(
@@ -79,7 +72,7 @@ def run_once(
                     break
                 if proc.poll() is not None:
                     raise RuntimeError(f"the dataflow exited with {proc.returncode}")
-                for child in children(proc.pid):  # a cluster's processes are ours too
+                for child in descendants(proc.pid):  # a cluster's processes are ours too
                     if child not in window.pids:
                         window.pids.append(child)
                 time.sleep(0.02)

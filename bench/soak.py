@@ -64,9 +64,8 @@ from bench.live import (
     LoadResult,
     Window,
     counters,
-    rss_mb,
 )
-from bench.machine import REES46, CpuWindow, cpu_seconds, data_path, header, table
+from bench.machine import REES46, CpuWindow, cpu_seconds, data_path, header, rss_mb, table
 from config.settings import Settings
 
 GROWTH: Final = 1.10

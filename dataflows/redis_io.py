@@ -451,8 +451,7 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         if chunk:
             pipe.mset(chunk)
         # control records after the state they follow from; one entry per partition, in order
-        for part, records in sends.items():
-            pipe.xadd(self._streams[part], {CONTROL_FIELD: encode_controls(records)})
+        self._queue_sends(pipe, sends)
         if notes:
             pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
         pipe.execute()
@@ -471,8 +470,7 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         never stored without the JOIN that records it."""
         if sends:
             pipe = self._r.pipeline(transaction=False)
-            for part, records in sends.items():
-                pipe.xadd(self._streams[part], {CONTROL_FIELD: encode_controls(records)})
+            self._queue_sends(pipe, sends)
             pipe.execute()
         pipe = self._r.pipeline(transaction=False)
         for k in deleted:
@@ -483,6 +481,11 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
             pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
         if len(pipe):
             pipe.execute()
+
+    def _queue_sends(self, pipe: Any, sends: dict[int, list[Control]]) -> None:
+        """One entry of control records per partition, in order, onto `pipe`."""
+        for part, records in sends.items():
+            pipe.xadd(self._streams[part], {CONTROL_FIELD: encode_controls(records)})
 
     def close(self) -> None:
         self._r.close()
