@@ -59,7 +59,17 @@ class Settings(BaseSettings):
     session_gap_s: int = Field(default=30 * 60, ge=60)
     decay_half_life_s: int = Field(default=7 * 24 * 3600, ge=60)
     recent_products: int = Field(default=20, ge=1, le=200)
-    dedupe_window_s: int = Field(default=24 * 3600, ge=0)
+    dedupe_window_s: int = Field(
+        default=24 * 3600,
+        ge=0,
+        description="A messageId received again within this many seconds counts once.",
+    )
+    dedupe_max_ids: int = Field(
+        default=10_000,
+        ge=1,
+        description="At most this many recent messageIds are remembered per customer "
+        "(8 bytes each); past it the oldest are forgotten first.",
+    )
     lateness_s: int = Field(
         default=600, ge=0, description="Events up to this late give the same state as in order."
     )

@@ -202,10 +202,10 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
         # Bytewax does not tell a logic its key: it is the node's, or the first item's
         self.node: Node | None = decode_node(resume) if resume else None
         self.stitcher: Stitcher | None = None  # made on first need: most ids never need it
-        # Bytewax asks for snapshots more often than the state changes (every touched key, at
-        # every epoch, with or without recovery): encode once per change, and never when no
-        # recovery store will keep them.
-        self._snapshot: bytes | None = resume if recovery else b""
+        # Bytewax asks for a snapshot of every key touched in an epoch, with or without
+        # recovery: encoded when asked (never when no recovery store will keep them), and not
+        # cached, since a cached copy per customer would double the state's memory for a
+        # saving only on keys touched without change (duplicates, served decisions).
         self._recovery = recovery
 
     def on_batch(self, values: list[Event | Control | Tick | Probe]) -> tuple[list[Output], bool]:
@@ -255,8 +255,6 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
         if done == len(values):
             if not changed:
                 return [], StatefulBatchLogic.RETAIN
-            if self._recovery:
-                self._snapshot = None
             assert node is not None and node.customer is not None
             blob = encode_profile(node.customer, self.params, node.ids)
             if _LOCAL.observed or timers or orders:
@@ -287,8 +285,6 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
             )
         node = self.node = stitcher.apply(self.node, values, out)
         changed |= out.profile_changed
-        if self._recovery:
-            self._snapshot = None
         out.profile_changed = out.touched = False
         emit: list[Output] = []
         if out.removed:
@@ -321,11 +317,12 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
         return emit, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        if self._snapshot is None:
-            assert self.node is not None
-            self._snapshot = encode_node(self.node)
-        metrics.snapshot_taken("update_customer", len(self._snapshot))
-        return self._snapshot
+        if not self._recovery:
+            return b""
+        assert self.node is not None
+        blob = encode_node(self.node)
+        metrics.snapshot_taken("update_customer", len(blob))
+        return blob
 
 
 class ArmLogic(StatefulBatchLogic[Example, Output, bytes]):

@@ -13,20 +13,20 @@ so that events arriving out of order — within `lateness_ms` — give the same 
 - the cart is a base (ops older than the lateness bound, folded) plus a short log of recent
   cart ops kept sorted by event time and replayed on read.
 
-A `messageId` received again within `dedupe_window_ms` (by arrival time) is counted once.
+A `messageId` received again within `dedupe_window_ms` (by arrival time) is counted once
+(`models.dedupe`: 8 bytes per id, at most `dedupe_max_ids` ids per customer).
 """
 
 from __future__ import annotations
 
 import bisect
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 import msgpack
 
 from config.settings import Settings
-from models import NudgeError
+from models import NudgeError, dedupe
 from models.consent import CONSENT_EVENT, InvalidConsent, statements
 from models.events import (
     DECISION,
@@ -37,7 +37,7 @@ from models.events import (
     Event,
 )
 
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2  # 2: `seen` as `models.dedupe` arrays (1: a dict)
 PROFILE_VERSION: Final = 1
 SESSION_TYPES: Final = frozenset({"track", "page", "screen"})
 # affinity weight of an interaction with a product's category and brand
@@ -64,6 +64,7 @@ class ProfileParams:
     session_gap_ms: int = 30 * 60 * 1000
     recent_products: int = 20
     dedupe_window_ms: int = 24 * 3600 * 1000
+    dedupe_max_ids: int = 10_000
     lateness_ms: int = 10 * 60 * 1000
     max_affinity_keys: int = 64
     max_traits: int = 64
@@ -77,6 +78,7 @@ def profile_params(settings: Settings) -> ProfileParams:
         session_gap_ms=settings.session_gap_s * 1000,
         recent_products=settings.recent_products,
         dedupe_window_ms=settings.dedupe_window_s * 1000,
+        dedupe_max_ids=settings.dedupe_max_ids,
         lateness_ms=settings.lateness_s * 1000,
     )
 
@@ -88,8 +90,7 @@ def message_hash(message_id: str) -> int:
     >>> message_hash("ajs-next-1")
     1492102740501612048
     """
-    b = message_id.encode()
-    return (zlib.adler32(b) << 32) | zlib.crc32(b)
+    return dedupe.hash_of(message_id.encode())
 
 
 @dataclass(slots=True)
@@ -123,11 +124,13 @@ class CustomerState:
     traits_at: dict[str, list[int]] = field(default_factory=dict)  # trait -> [ts, msg hash]
     # "channel:purpose" -> [ts, msg hash, granted, source]: the latest statement wins
     consent: dict[str, list[Any]] = field(default_factory=dict)
-    # message hash -> time nudge received it. De-duplication goes by arrival, not event time,
-    # so a retried batch of old events (an offline queue flushed days later) counts once.
-    seen: dict[int, int] = field(default_factory=dict)
+    # the messageIds received in the de-duplication window, as `models.dedupe` keeps them: 8-byte
+    # hashes in arrival order and their arrival-time buckets. De-duplication goes by arrival,
+    # not event time, so a retried batch of old events (an offline queue flushed days later)
+    # counts once.
+    seen: bytearray = field(default_factory=bytearray)
+    seen_marks: list[int] = field(default_factory=list)
     received_max: int = 0
-    seen_cap: int = 64  # prune `seen` when it reaches this size (amortised)
     # [ts, product_id] of the latest purchases, ascending, distinct: never suggested again
     bought: list[list[Any]] = field(default_factory=list)
     # browse abandonment (`models.triggers`):
@@ -170,18 +173,18 @@ def step(
     if state is None:
         state = new_state(ev.customer_key, ts)
     mid = ev.message_id.encode()
-    mh = (zlib.adler32(mid) << 32) | zlib.crc32(mid)  # = message_hash(ev.message_id), inlined
-    seen = state.seen
-    if mh in seen:
-        return state, False
+    key = dedupe.key_of(mid)
+    seen, marks = state.seen, state.seen_marks
     received = ev.received_at
-    seen[mh] = received
-    if received > state.received_max:
-        state.received_max = received
-    if len(seen) >= state.seen_cap:
-        cutoff = state.received_max - params.dedupe_window_ms
-        state.seen = {h: t for h, t in seen.items() if t >= cutoff}
-        state.seen_cap = max(64, 2 * len(state.seen))
+    latest = received if received > state.received_max else state.received_max
+    horizon = latest - params.dedupe_window_ms
+    if dedupe.seen_before(seen, marks, key, horizon):
+        return state, False
+    state.received_max = latest
+    dedupe.remember(
+        seen, marks, key, received, horizon, params.dedupe_window_ms, params.dedupe_max_ids
+    )
+    mh = int.from_bytes(key, "little")  # = message_hash(ev.message_id)
 
     if ts < state.first_seen:
         state.first_seen = ts
@@ -525,14 +528,16 @@ def merge(
             if k not in out.traits_at or out.traits_at[k] < at:
                 out.traits_at[k] = at
                 out.traits[k] = x.traits[k]
-        for h, t in x.seen.items():
-            if out.seen.get(h, -1) < t:
-                out.seen[h] = t
     for table in (out.categories, out.brands):
         while len(table) > params.max_affinity_keys:
             del table[min(table.items(), key=_by_value_then_key)[0]]
     out.received_max = max(a.received_max, b.received_max)
-    out.seen_cap = max(64, 2 * len(out.seen))
+    out.seen, out.seen_marks = dedupe.merged(
+        (a.seen, a.seen_marks),
+        (b.seen, b.seen_marks),
+        out.received_max - params.dedupe_window_ms,
+        params.dedupe_max_ids,
+    )
 
     out.sessions_closed = a.sessions_closed + b.sessions_closed
     out.session_floor = max(a.session_floor, b.session_floor)
@@ -636,8 +641,8 @@ def state_to_row(s: CustomerState) -> list[Any]:
             s.traits_at,
             s.consent,
             s.seen,
+            s.seen_marks,
             s.received_max,
-            s.seen_cap,
             s.bought,
             s.browse,
     ]  # fmt: skip
@@ -647,7 +652,15 @@ def decode_state(data: bytes) -> CustomerState:
     return row_to_state(msgpack.unpackb(data, raw=False, strict_map_key=False))
 
 
+_SEEN: Final = 1 + [f.name for f in fields(CustomerState)].index("seen")  # its place in a row
+
+
 def row_to_state(row: Any) -> CustomerState:
-    if not isinstance(row, list) or not row or row[0] != STATE_VERSION:
+    if not isinstance(row, list) or not row or row[0] not in (1, STATE_VERSION):
         raise StateError(f"unknown customer state version {row[0] if row else None!r}")
-    return CustomerState(*row[1:])
+    if row[0] == 1:  # version 1: `seen` a {hash: received} dict, then received_max, seen_cap
+        seen, marks = dedupe.from_pairs(row[_SEEN])
+        row = [*row[:_SEEN], seen, marks, row[_SEEN + 1], *row[_SEEN + 3 :]]
+    state = CustomerState(*row[1:])
+    state.seen = bytearray(state.seen)  # msgpack gives bytes
+    return state

@@ -99,8 +99,8 @@ def test_dedupe_window_expires() -> None:
     params = ProfileParams(dedupe_window_ms=MIN, lateness_ms=0)
     events = [ev(i, "X", T0 + i * 10 * MIN) for i in range(100)]
     state = fold(events, params)
-    # only the last window's ids are kept, so state stays small on busy customers
-    assert len(state.seen) < 70
+    # only the last window's ids (and at most one bucket more) are kept, so state stays small
+    assert len(state.seen) // 8 <= 2
     _again, changed = step(state, events[-1], params)
     assert not changed
 
