@@ -89,3 +89,43 @@ def test_observations_of_a_customers_events() -> None:
     assert [(o[1], o[2]) for o in observations(recent, order)] == [("7", "order"), ("s8", "order")]
     page = Event("page", "m3", 5, 5, "web", user_id="u")
     assert observations(recent, page) == []
+
+
+def test_publishing_in_steps_gives_the_compact_index() -> None:
+    from models.products import decoding, encode_catalogue, publishing
+
+    cat = fed(*[[f"a{i % 301}", f"b{i % 7}", f"c{i % 3}", f"d{i % 53}"] for i in range(3_000)])
+    assert len(cat.trend) > 300
+    want = encode_catalogue(cat.compact(products=200, neighbours=4, categories=5))
+    steps = list(publishing(cat, products=200, neighbours=4, categories=5, step=16))
+    assert steps[-1] == want and all(s is None for s in steps[:-1])
+    assert len(steps) > 200 // 16  # one step per 16 rows, at least
+    read = list(decoding(want, step=16))
+    assert len(read) > 200 // 16 and all(r is None for r in read[:-1])
+    back = read[-1]
+    assert back is not None and encode_catalogue(back) == want
+
+
+def test_a_publication_reads_rows_as_they_are_when_packed() -> None:
+    from models.products import decode_catalogue, publishing
+
+    cat = fed(*[[f"a{i % 50}", f"b{i % 5}"] for i in range(500)])
+    steps = publishing(cat, products=100, neighbours=100, step=5)
+    assert next(steps) is None  # ranked
+    cat.observe(["b1"], "new", "view", T)  # learning goes on between steps
+    blob = [s for s in steps if s is not None][0]
+    got = decode_catalogue(blob)
+    assert set(got.trend) <= set(cat.trend) and "new" not in got.trend  # ranked before it
+    assert "new" in got.co["b1"]  # but b1's row was packed after it
+
+
+def test_the_ranking_of_large_tables_is_the_exact_one() -> None:
+    import random
+
+    from models.products import _largest, _value_then_key
+
+    rng = random.Random(3)
+    table = {f"p{i}": float(rng.randint(0, 500)) for i in range(10_000)}  # many ties
+    for n in (1, 10, 2_000, 9_999, 10_000):
+        want = sorted(table.items(), key=_value_then_key, reverse=True)[:n]
+        assert _largest(table, n) == want
