@@ -113,7 +113,7 @@ def test_a_publication_reads_rows_as_they_are_when_packed() -> None:
     steps = publishing(cat, products=100, neighbours=100, step=5)
     assert next(steps) is None  # ranked
     cat.observe(["b1"], "new", "view", T)  # learning goes on between steps
-    blob = [s for s in steps if s is not None][0]
+    blob = next(s for s in steps if s is not None)
     got = decode_catalogue(blob)
     assert set(got.trend) <= set(cat.trend) and "new" not in got.trend  # ranked before it
     assert "new" in got.co["b1"]  # but b1's row was packed after it
