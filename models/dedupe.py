@@ -48,13 +48,17 @@ def key_of(message_id: bytes) -> bytes:
 def seen_before(seen: bytearray, marks: list[int], key: bytes, horizon: int) -> bool:
     """Whether `key` is in a bucket of `seen` whose last arrival is not before `horizon`
     (buckets past it count as gone, pruned or not yet)."""
-    start = 0
-    if marks and marks[1] < horizon:
-        k = 0
-        while k < len(marks) and marks[k + 1] < horizon:
-            start = marks[k + 2]
-            k += 3
+    start = _expired(marks, horizon)[1] if marks and marks[1] < horizon else 0
     return contains(seen, key, start)
+
+
+def _expired(marks: list[int], horizon: int) -> tuple[int, int]:
+    """How many mark entries and bytes of `seen` the buckets older than `horizon` hold."""
+    k = end = 0
+    while k < len(marks) and marks[k + 1] < horizon:
+        end = marks[k + 2]
+        k += 3
+    return k, end
 
 
 def contains(seen: bytearray, key: bytes, start: int = 0) -> bool:
@@ -95,10 +99,7 @@ def prune(seen: bytearray, marks: list[int], horizon: int, max_ids: int) -> None
     """Forget the buckets whose last arrival is before `horizon`, then, past `max_ids`, the
     oldest ids down to ¾ of it (so a customer at the cap does not shift its array on every
     event)."""
-    k = drop = 0
-    while k < len(marks) and marks[k + 1] < horizon:
-        drop = marks[k + 2]
-        k += 3
+    k, drop = _expired(marks, horizon)
     if len(seen) - drop > 8 * max_ids:
         drop = len(seen) - 8 * (max_ids * 3 // 4)
         while k < len(marks) and marks[k + 2] <= drop:
