@@ -244,6 +244,20 @@ def test_replay_gives_the_csv_figures(
     assert len(picks) == 10 and profile.recent[0] not in picks
 
 
+def snapshots(settings: Settings) -> int:
+    """Rows in the recovery stores (0 before the first epoch's snapshots are committed)."""
+    total = 0
+    for db in settings.recovery_dir.glob("*.sqlite3"):
+        con = sqlite3.connect(db, timeout=5)
+        try:
+            total += con.execute("SELECT count(*) FROM snaps").fetchone()[0]
+        except sqlite3.OperationalError:  # not initialised yet
+            pass
+        finally:
+            con.close()
+    return total
+
+
 def test_sigkill_mid_replay_then_restart_gives_identical_profiles(
     settings: Settings, rclient: redis.Redis, tmp_path: Path
 ) -> None:
@@ -270,14 +284,12 @@ def test_sigkill_mid_replay_then_restart_gives_identical_profiles(
     assert partial < len(users), "the kill landed after the replay; nothing was tested"
 
     df = Dataflow(settings).start()
-    time.sleep(4 * settings.epoch_s)  # recover, catch up and snapshot a few epochs
+    deadline = time.monotonic() + 60  # recover, catch up and snapshot (slow machines: poll)
+    while snapshots(settings) == 0:
+        assert time.monotonic() < deadline, "no recovery snapshot was written after a restart"
+        time.sleep(0.05)
     ingest(settings, bodies[half:])
     df.kill()
-    snaps = sum(
-        sqlite3.connect(db).execute("SELECT count(*) FROM snaps").fetchone()[0]
-        for db in settings.recovery_dir.glob("*.sqlite3")
-    )
-    assert snaps > 0, "no recovery snapshot was written before the kill"
 
     df = Dataflow(settings).start()
     try:
