@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             flusher.cancel()
             sampling.cancel()
             await decisions.flush()
-            await client.aclose()
+            await store.aclose()
 
     app = FastAPI(
         title="nudge",

@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from api.multiplex import Multiplexed, Unsupported
 from config.catalog import ContactPolicy
 from config.connect import cluster_mismatch
 from models import scripts
@@ -31,7 +32,10 @@ class Rejected:
 
 
 class Store:
-    """Reads and writes nudge's Redis keys for the API (one pipelined round trip per call)."""
+    """Reads and writes nudge's Redis keys for the API (one pipelined round trip per call).
+
+    The decision's scripts go through `api.multiplex` (one shared connection per node,
+    commands of concurrent requests in the same writes); the rest through redis-py."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys, partitions: int, dlq_maxlen: int):
         self.client = client
@@ -42,6 +46,19 @@ class Store:
         self._dlq_maxlen = dlq_maxlen
         self._record = client.register_script(scripts.CONTACTS)
         self._read = client.register_script(scripts.DECISION_READ)
+        self.fast = Multiplexed(client)
+
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """`script` on the multiplexed connection, else (TLS, a cluster redirection)
+        through redis-py."""
+        try:
+            return await self.fast.script(script, keys, args)
+        except Unsupported:
+            return await script(keys=keys, args=args)
+
+    async def aclose(self) -> None:
+        await self.fast.aclose()
+        await self.client.aclose()
 
     async def append(
         self, events: Sequence[Event], rejected: Iterable[Rejected], endpoint: str, now_ms: int
@@ -135,14 +152,14 @@ class Store:
         the canonical id it links to: a script reading the three keys of one hash tag (130 µs
         here against 195 µs for the same three commands pipelined)."""
         keys = self.keys
-        blob, canonical, flat = await self._read(
-            keys=[keys.profile(any_id), keys.link(any_id), keys.contacts(any_id)], args=[since]
+        blob, canonical, flat = await self._script(
+            self._read, [keys.profile(any_id), keys.link(any_id), keys.contacts(any_id)], [since]
         )
         cid = any_id
         if not blob and canonical:
             cid = canonical.decode()
-            blob, _, flat = await self._read(
-                keys=[keys.profile(cid), keys.link(cid), keys.contacts(cid)], args=[since]
+            blob, _, flat = await self._script(
+                self._read, [keys.profile(cid), keys.link(cid), keys.contacts(cid)], [since]
             )
         return cid, (blob or None), flat
 
@@ -161,7 +178,7 @@ class Store:
         `keep_s`) are dropped. Returns ``("ok", message_id)``,
         ``("cap", "scope:limit:window_ms")`` or ``("cooldown", "")``."""
         args = contact_args(policy, channel, decision_id, now_ms, keep_ms, candidates)
-        verdict, detail = await self._record(keys=[self.keys.contacts(customer_id)], args=args)
+        verdict, detail = await self._script(self._record, [self.keys.contacts(customer_id)], args)
         return verdict.decode(), detail.decode()
 
     async def log_decisions(self, events: Sequence[Event]) -> None:

@@ -7,7 +7,9 @@ doing one Redis HGETALL, measured in the same run, against the same API process.
   customers, built by the real transition (`models.customer.step`) and stored as the dataflow
   stores them, plus one 10-field hash per customer for the bare endpoint.
 - API: ONE uvicorn worker (uvloop, httptools, no access log), the app of `nudge api` plus the
-  bench-only route ``/bench/bare`` (`bench/decide_app.py`), in its own process.
+  bench-only routes ``/bench/bare`` (redis-py's client) and ``/bench/bare-mux`` (the
+  multiplexed connection the decision uses: the baseline the ratio is judged against)
+  (`bench/decide_app.py`), in its own process.
 - Load: `bench/openloop.py`, another process: requests scheduled at a fixed rate (open loop),
   64 keep-alive connections, customers round-robin, channel ``web`` (the full path: eligibility
   of every web message, arbitration, and the atomic Lua write when a message is chosen).
@@ -144,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             targets = {
                 "decide": [f"/v1/decide?customer_id={next(cyc)}&channel=web" for _ in ids],
                 "bare": [f"/bench/bare?customer_id={cid}" for cid in ids],
+                "bare-mux": [f"/bench/bare-mux?customer_id={cid}" for cid in ids],
             }
             for rate in [*rates, 0.0]:
-                for name in ("bare", "decide"):
+                for name in ("bare", "bare-mux", "decide"):
                     out = load(port, targets[name], rate, args.duration if rate else 5.0)
                     results[(name, rate)] = out
                     lat = out["latencies_ms"]
@@ -169,11 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checked   {sent:,} customers have a recorded contact (first customer: {decisions})")
     top = max(rates)
     d99 = pct(results[("decide", top)]["latencies_ms"], 0.99)
-    b99 = pct(results[("bare", top)]["latencies_ms"], 0.99)
     print(f"target    decide p99 ≤ {P99_TARGET_MS:g} ms at {top:,.0f}/s: "
           f"{'met' if d99 <= P99_TARGET_MS else 'NOT met'} ({d99:.2f} ms)")  # fmt: skip
-    print(f"target    decide p99 ≤ {RATIO_TARGET:g} x bare p99: "
-          f"{'met' if d99 <= RATIO_TARGET * b99 else 'NOT met'} ({d99 / b99:.2f} x)")  # fmt: skip
+    # judged against the baseline on the decision's own transport; redis-py's beside it
+    for name in ("bare-mux", "bare"):
+        b99 = pct(results[(name, top)]["latencies_ms"], 0.99)
+        print(f"target    decide p99 ≤ {RATIO_TARGET:g} x {name} p99: "
+              f"{'met' if d99 <= RATIO_TARGET * b99 else 'NOT met'} ({d99 / b99:.2f} x)"
+              + ("" if name == "bare-mux" else "  (redis-py's pooled client: for reference)"))  # fmt: skip
     return 0
 
 

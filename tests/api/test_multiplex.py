@@ -1,0 +1,190 @@
+"""The decision path's multiplexed Redis connections (`api.multiplex`) against a real Redis
+and a real Redis Cluster: answers matched to their commands under concurrency, scripts loaded
+on NOSCRIPT, a broken or silent connection failing its commands and the next one reconnecting,
+AUTH and SELECT from the URL, routing by slot, and redirections left to redis-py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+import uvloop
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from api.multiplex import CLIENT_NAME, Multiplexed, Unsupported
+from cli.embedded import LocalCluster, RedisServer
+from config.connect import async_client
+from models import scripts
+from tests.conftest import ON_BOTH
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+
+def run(make: Callable[[aioredis.Redis, Multiplexed], Awaitable[T]], url: str,
+        cluster: bool = False, timeout_s: float = 5.0, uv: bool = False) -> T:  # fmt: skip
+    async def main() -> T:
+        client = async_client(url, cluster=cluster)
+        if cluster:
+            await client.ping()  # the cluster client learns the slots on first use
+        mux = Multiplexed(client, timeout_s=timeout_s)
+        try:
+            return await make(client, mux)
+        finally:
+            await mux.aclose()
+            await client.aclose()
+
+    return uvloop.run(main()) if uv else asyncio.run(main())
+
+
+def mux_ids(rclient: redis.Redis) -> list[int]:
+    """The ids of the multiplexed connections (their name) on a single Redis."""
+    listed: Any = rclient.client_list()
+    return [int(c["id"]) for c in listed if c.get("name") == CLIENT_NAME]
+
+
+@ON_BOTH
+@pytest.mark.parametrize("uv", [False, True], ids=["asyncio", "uvloop"])
+def test_concurrent_commands_get_their_own_answers(
+    redis_url: str, cluster: bool, prefix: str, uv: bool
+) -> None:
+    keys = [f"{prefix}:{{c{i}}}:n" for i in range(300)]
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> list[Any]:
+        await asyncio.gather(*(mux.execute(k, "SET", k, i) for i, k in enumerate(keys)))
+        return list(await asyncio.gather(*(mux.execute(k, "GET", k) for k in keys)))
+
+    assert run(go, redis_url, cluster, uv=uv) == [str(i).encode() for i in range(300)]
+
+
+@ON_BOTH
+def test_scripts_answer_as_through_redis_py_and_load_on_noscript(
+    redis_url: str, cluster: bool, prefix: str, rclient: redis.Redis
+) -> None:
+    keys = [f"{prefix}:p:{{c}}", f"{prefix}:l:{{c}}", f"{prefix}:h:{{c}}"]
+    rclient.set(keys[0], b"\x00profile")
+    rclient.zadd(keys[2], {"web|m1|d1": 1000, "email|m2|d2": 2000})
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> tuple[Any, Any, Any]:
+        script = client.register_script(scripts.DECISION_READ)
+        through_redis_py = await script(keys=keys, args=[1500])
+        for node in rclient.get_primaries() if cluster else [rclient]:  # type: ignore[attr-defined]
+            (rclient.get_redis_connection(node) if cluster else rclient).script_flush()  # type: ignore[attr-defined]
+        first = await mux.script(script, keys, [1500])  # NOSCRIPT: loaded, then run
+        return through_redis_py, first, await mux.script(script, keys, [1500])
+
+    expected, first, again = run(go, redis_url, cluster)
+    assert expected == [b"\x00profile", None, [b"email|m2|d2", b"2000"]]
+    assert first == expected and again == expected
+
+
+def test_a_broken_connection_fails_its_commands_and_the_next_reconnects(
+    redis_url: str, rclient: redis.Redis, prefix: str
+) -> None:
+    key = f"{prefix}:q"
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> Any:
+        await mux.execute(key, "PING")
+        waiting = asyncio.ensure_future(mux.execute(key, "BLPOP", key, 10))
+        await asyncio.sleep(0.1)
+        (conn_id,) = mux_ids(rclient)
+        rclient.client_kill_filter(_id=conn_id)
+        with pytest.raises(RedisConnectionError):
+            await waiting
+        await mux.execute(key, "SET", key, "back")
+        assert mux_ids(rclient) != [conn_id]
+        return await mux.execute(key, "GET", key)
+
+    assert run(go, redis_url) == b"back"
+
+
+def test_a_command_left_unanswered_times_out_and_the_next_reconnects(
+    redis_url: str, prefix: str
+) -> None:
+    key = f"{prefix}:q"
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> tuple[float, Any]:
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await mux.execute(key, "BLPOP", key, 5)  # blocks past the 0.3 s timeout
+        waited = time.monotonic() - started
+        return waited, await mux.execute(key, "PING")
+
+    waited, pong = run(go, redis_url, timeout_s=0.3)
+    assert 0.3 <= waited < 4 and pong == b"PONG"
+
+
+def test_errors_are_redis_py_errors(redis_url: str, prefix: str) -> None:
+    key = f"{prefix}:s"
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> None:
+        await mux.execute(key, "SET", key, "text")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await mux.execute(key, "HGETALL", key)
+        assert await mux.execute(key, "GET", key) == b"text"  # the connection is still fine
+
+    run(go, redis_url)
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis that asks for a password (set once it is up)."""
+    server = RedisServer(tmp_path_factory.mktemp("secured"), aof=False).start()
+    redis.Redis(port=server.port).config_set("requirepass", "s3cret")
+    yield server
+    server.stop()
+
+
+def test_auth_and_database_come_from_the_url(secured: RedisServer) -> None:
+    url = f"redis://:s3cret@127.0.0.1:{secured.port}/2"
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> Any:
+        return await mux.execute("k", "SET", "k", "in db 2")
+
+    run(go, url)
+    assert redis.Redis(port=secured.port, password="s3cret", db=2).get("k") == b"in db 2"
+    assert redis.Redis(port=secured.port, password="s3cret", db=0).get("k") is None
+
+    async def wrong(client: aioredis.Redis, mux: Multiplexed) -> Any:
+        return await mux.execute("k", "GET", "k")
+
+    with pytest.raises(ResponseError):
+        run(wrong, f"redis://:nope@127.0.0.1:{secured.port}/2")
+
+
+def test_cluster_routes_by_slot_and_leaves_redirections_to_redis_py(
+    redis_cluster: LocalCluster, prefix: str
+) -> None:
+    url = redis_cluster.url
+    a, b = f"{prefix}:{{a}}", f"{prefix}:{{b}}"
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> tuple[Any, Any]:
+        await asyncio.gather(mux.execute(a, "SET", a, "A"), mux.execute(b, "SET", b, "B"))
+        # a key routed as `a` but of another node's slot: MOVED, redis-py's to follow
+        other = next(f"{prefix}:{{x{i}}}" for i in range(1000)
+                     if client.get_node_from_key(f"{prefix}:{{x{i}}}").name  # type: ignore[attr-defined]
+                     != client.get_node_from_key(a).name)  # type: ignore[attr-defined]  # fmt: skip
+        with pytest.raises(Unsupported, match="MOVED"):
+            await mux.execute(a, "GET", other)
+        return await mux.execute(a, "GET", a), await mux.execute(b, "GET", b)
+
+    assert run(go, url, cluster=True) == (b"A", b"B")
+
+
+def test_tls_is_left_to_redis_py() -> None:
+    async def go() -> None:
+        client = aioredis.Redis.from_url("rediss://127.0.0.1:1/0")
+        mux = Multiplexed(client)
+        assert not mux.supported
+        with pytest.raises(Unsupported):
+            await mux.execute("k", "GET", "k")
+        await client.aclose()
+
+    asyncio.run(go())
