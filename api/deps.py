@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPBearer
 
 from api.auth import basic_user, bearer, key_matches
 from api.store import Store
@@ -38,37 +39,53 @@ StoreDep = Annotated[Store, Depends(get_store)]
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="nudge"'}
 
 
-async def require_api_key(
-    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
-) -> None:
-    """Read/decide calls: ``Authorization: Bearer <api or admin key>``."""
-    token = bearer(authorization)
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send 'Authorization: Bearer <key>' with a key from NUDGE_API_KEYS",
-            headers=UNAUTHORIZED,
+class _KeyCheck(HTTPBearer):
+    """``Authorization: Bearer <key>`` checked against the settings' keys: one dependency
+    that reads the request itself (a header parameter plus a settings dependency cost ~40 µs
+    of FastAPI's dependency solving on every decision), documented in OpenAPI as bearer
+    authentication."""
+
+    def __init__(self, admin: bool) -> None:
+        super().__init__(
+            auto_error=False,
+            scheme_name="AdminKey" if admin else "ApiKey",
+            description="a key of NUDGE_ADMIN_KEYS"
+            if admin
+            else "a key of NUDGE_API_KEYS (or NUDGE_ADMIN_KEYS)",
         )
-    if not (key_matches(token, settings.api_keys) or key_matches(token, settings.admin_keys)):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "invalid API key: it is not one of NUDGE_API_KEYS",
-            headers=UNAUTHORIZED,
-        )
+        self.admin = admin
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        settings: Settings = request.app.state.settings
+        token = bearer(request.headers.get("authorization"))
+        if self.admin:
+            if not key_matches(token, settings.admin_keys):
+                raise HTTPException(
+                    status.HTTP_401_UNAUTHORIZED,
+                    "this call needs an admin key: send 'Authorization: Bearer <key>' with a "
+                    "key from NUDGE_ADMIN_KEYS",
+                    headers=UNAUTHORIZED,
+                )
+            return
+        if token is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing API key: send 'Authorization: Bearer <key>' with a key from "
+                "NUDGE_API_KEYS",
+                headers=UNAUTHORIZED,
+            )
+        if not (key_matches(token, settings.api_keys) or key_matches(token, settings.admin_keys)):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid API key: it is not one of NUDGE_API_KEYS",
+                headers=UNAUTHORIZED,
+            )
 
 
-async def require_admin_key(
-    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
-) -> None:
-    """Admin calls (erasure): ``Authorization: Bearer <admin key>``."""
-    token = bearer(authorization)
-    if not key_matches(token, settings.admin_keys):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "this call needs an admin key: send 'Authorization: Bearer <key>' with a key from "
-            "NUDGE_ADMIN_KEYS",
-            headers=UNAUTHORIZED,
-        )
+require_api_key = _KeyCheck(admin=False)
+"""Read/decide calls: ``Authorization: Bearer <api or admin key>``."""
+require_admin_key = _KeyCheck(admin=True)
+"""Admin calls (erasure): ``Authorization: Bearer <admin key>``."""
 
 
 def check_write_key(settings: Settings, authorization: str | None, body_key: object) -> None:

@@ -141,10 +141,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = catalog
     use_learner(app, Learner())  # the cold-start prior, until the dataflow publishes models
     app.state.products = None  # no suggestions until the dataflow publishes a product index
-    app.include_router(health.router)
-    app.include_router(ingest.router)
-    app.include_router(customers.router)
+    # the hot routes first: a request is matched against the routes in order
     app.include_router(decide.router)
+    app.include_router(ingest.router)
+    app.include_router(health.router)
+    app.include_router(customers.router)
     app.include_router(learning.router)
     app.include_router(ops.router)
     app.add_middleware(RequestContext)

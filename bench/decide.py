@@ -177,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     # judged against the baseline on the decision's own transport; redis-py's beside it
     for name in ("bare-mux", "bare"):
         b99 = pct(results[(name, top)]["latencies_ms"], 0.99)
+        note = "" if name == "bare-mux" else "  (redis-py's pooled client: for reference)"
+        verdict = "met" if d99 <= RATIO_TARGET * b99 else "NOT met"
         print(f"target    decide p99 ≤ {RATIO_TARGET:g} x {name} p99: "
-              f"{'met' if d99 <= RATIO_TARGET * b99 else 'NOT met'} ({d99 / b99:.2f} x)"
-              + ("" if name == "bare-mux" else "  (redis-py's pooled client: for reference)"))  # fmt: skip
+              f"{verdict} ({d99 / b99:.2f} x){note}")  # fmt: skip
     return 0
 
 
