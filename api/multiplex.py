@@ -11,8 +11,9 @@ so the cost per command falls as load rises (~37 µs one at a time, ~10 with eig
 
 Only what the hot path needs: scripts (EVALSHA, loading them on NOSCRIPT) and plain commands
 on one slot. Everything else — and anything unusual on this path: TLS, a cluster redirection
-(MOVED, ASK, TRYAGAIN, CLUSTERDOWN), a slot not yet known — is redis-py's: the caller gets
-`Unsupported` and makes the call through redis-py, which also refreshes its cluster map.
+(MOVED, ASK, TRYAGAIN, CLUSTERDOWN), a slot not yet known, a cluster node that cannot be
+reached — is redis-py's: the caller gets `Unsupported` and makes the call through redis-py,
+which also refreshes its cluster map.
 
 A connection that breaks or leaves a command unanswered for `timeout_s` is closed: its
 pending commands fail with redis-py's `ConnectionError` / `TimeoutError` (a 503 for the
@@ -172,7 +173,12 @@ class Multiplexed:
             connecting = asyncio.ensure_future(self._connect(address))
             self._connecting[address] = connecting
             connecting.add_done_callback(lambda _: self._connecting.pop(address, None))
-        return await asyncio.shield(connecting)
+        try:
+            return await asyncio.shield(connecting)
+        except RedisConnectionError as exc:
+            if self._cluster:  # a node gone (fail-over): redis-py finds the slot's new owner
+                raise Unsupported(str(exc)) from exc
+            raise
 
     def _address(self, key: str) -> tuple[str, int | str]:
         if self._cluster:
