@@ -122,12 +122,12 @@ class Multiplexed:
         self._connecting: dict[tuple[str, int | str], asyncio.Future[_Connection]] = {}
         if self._cluster:
             self._options: dict[str, Any] = dict(getattr(client, "connection_kwargs", {}))
+            cls = self._options.get("connection_class")
         else:
-            pool = client.connection_pool
-            self._options = dict(pool.connection_kwargs)
-            if "ssl" in pool.connection_class.__name__.lower():
-                self._options["ssl"] = True
-        self.supported = not self._options.get("ssl") and not self._options.get("ssl_context")
+            self._options = dict(client.connection_pool.connection_kwargs)
+            cls = client.connection_pool.connection_class
+        tls = "ssl" in getattr(cls, "__name__", "").lower() or self._options.get("ssl")
+        self.supported = not tls and not self._options.get("ssl_context")
 
     async def script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA `script` on the node of `keys` (one slot), loading it there if needed."""

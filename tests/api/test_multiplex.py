@@ -186,5 +186,22 @@ def test_tls_is_left_to_redis_py() -> None:
         with pytest.raises(Unsupported):
             await mux.execute("k", "GET", "k")
         await client.aclose()
+        assert not Multiplexed(async_client("rediss://127.0.0.1:1", cluster=True)).supported
 
     asyncio.run(go())
+
+
+def test_a_unix_socket_url(tmp_path_factory: pytest.TempPathFactory) -> None:
+    where = tmp_path_factory.mktemp("unix")
+    sock = where / "redis.sock"
+    server = RedisServer(where, aof=False, extra_args=["--unixsocket", str(sock)]).start()
+    try:
+
+        async def go(client: aioredis.Redis, mux: Multiplexed) -> Any:
+            await mux.execute("k", "SET", "k", "over the socket")
+            return await mux.execute("k", "GET", "k")
+
+        assert run(go, f"unix://{sock}?db=0") == b"over the socket"
+        assert redis.Redis(port=server.port).get("k") == b"over the socket"
+    finally:
+        server.stop()
