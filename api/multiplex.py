@@ -29,10 +29,10 @@ from typing import Any, Final, cast
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.commands.core import AsyncScript
-from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.connect import is_cluster
@@ -43,7 +43,8 @@ CLIENT_NAME: Final = "nudge-api-multiplexed"
 
 
 class Unsupported(Exception):
-    """This call is redis-py's to make (TLS, a cluster redirection, an unknown slot)."""
+    """This call is redis-py's to make (TLS, a cluster redirection, an unknown slot, an
+    unreachable cluster node)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -132,13 +133,14 @@ class Multiplexed:
     async def script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA `script` on the node of `keys` (one slot), loading it there if needed."""
         conn = await self._connection(keys[0])
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return await self._reply(conn.send(("EVALSHA", script.sha, len(keys), *keys, *args)))
+            return await self._reply(conn.send(command))
         except ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         await self._reply(conn.send(("SCRIPT", "LOAD", script.script)))
-        return await self._reply(conn.send(("EVALSHA", script.sha, len(keys), *keys, *args)))
+        return await self._reply(conn.send(command))
 
     async def execute(self, key: str, *args: Any) -> Any:
         """A command on the node of `key`."""
@@ -182,12 +184,12 @@ class Multiplexed:
 
     def _address(self, key: str) -> tuple[str, int | str]:
         if self._cluster:
-            nodes = getattr(self._client, "nodes_manager", None)
-            slots = getattr(nodes, "slots_cache", None) or {}
-            owners = slots.get(key_slot(key.encode()))
-            if not owners:
-                raise Unsupported("slot not known yet")
-            return owners[0].host, owners[0].port
+            try:  # redis-py's own map of the cluster's slots
+                node = cast(AsyncRedisCluster, self._client).get_node_from_key(key)
+            except SlotNotCoveredError as exc:
+                raise Unsupported("slot not known yet") from exc
+            assert node is not None
+            return node.host, node.port
         if "path" in self._options:
             return "unix", self._options["path"]
         return self._options.get("host", "localhost"), int(self._options.get("port", 6379))
