@@ -6,7 +6,8 @@ customer's profile and contact history: `models/scripts/decision_read.lua`); the
 trigger, the decision logic of the API (`models.decision.best_channel` over the outbound
 channels: consent, holdout, quiet hours, recent conversion, caps, eligibility, cooldowns);
 the chosen contact is recorded atomically (`contacts.lua`, with the trigger id as decision
-id: caps hold against concurrent API decisions); last, `triggers_add.lua` appends each
+id; while an API decision holds the customer, it waits a few milliseconds for it to pass, so
+caps hold against concurrent API decisions); last, `triggers_add.lua` appends each
 trigger at most once. A crash between the contact and the append re-decides on restart,
 with that contact in the history (a cap or cooldown may then say no): a trigger is never
 lost and never doubled, and a cap is never exceeded.
@@ -14,6 +15,8 @@ lost and never doubled, and a cap is never exceeded.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,13 +27,21 @@ from config.connect import queue_script
 from dataflows import metrics
 from models import scripts
 from models.consent import ConsentPolicy
-from models.decision import Decision, best_channel, contact_args, contacts_from, render
+from models.decision import (
+    HOLD_MS,
+    Decision,
+    best_channel,
+    contact_args,
+    contacts_from,
+    render,
+)
 from models.keys import Keys
 from models.profile import Profile, decode_profile, iso
 from models.triggers import Trigger
 
 TRIGGER_CHANNELS = ("email", "sms", "push")  # where marketing automation sends
 TRIGGER_DEDUPE_S = 7 * 86_400  # a trigger id appended within this is not appended again
+_BUSY_RETRY_S = 0.002  # a contact an API decision's hold delays is tried again after this
 
 
 class TriggerWriter:
@@ -63,7 +74,7 @@ class TriggerWriter:
                          [at - keep_ms])  # fmt: skip
         got: list[Any] = pipe.execute()
         decided: list[tuple[Trigger, int, Decision | None, Profile | None]] = []
-        for (t, at), sent, (blob, _, flat) in zip(fired, got[0::2], got[1::2], strict=True):
+        for (t, at), sent, (blob, _, flat, _) in zip(fired, got[0::2], got[1::2], strict=True):
             if sent:
                 continue  # appended before a restart: not decided (nor counted) again
             history = contacts_from(flat)
@@ -77,18 +88,12 @@ class TriggerWriter:
             return 0
         # the chosen contacts, re-checked against caps and cooldowns and recorded atomically
         # per customer (one script each), all in one round trip
-        pipe = self._r.pipeline(transaction=False)
         recording = [(t, at, d, p) for t, at, d, p in decided if d is not None and d.message]
-        for t, at, d, _ in recording:
-            assert d is not None
-            candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
-            queue_script(pipe, self._record, [keys.contacts(t.customer_id)],
-                         contact_args(self._catalog.policy, d.channel, t.id, at, keep_ms,
-                                      candidates))  # fmt: skip
-        verdicts: list[Any] = pipe.execute() if recording else []
-        for (_, _, d, profile), (verdict, detail) in zip(recording, verdicts, strict=True):
+        for (_, _, d, profile), (verdict, detail) in zip(
+            recording, self._record_contacts(recording, keep_ms), strict=True
+        ):
             assert d is not None and profile is not None
-            _settle(d, profile, verdict.decode(), detail.decode())
+            _settle(d, profile, verdict, detail)
         args: list[Any] = [self._maxlen, TRIGGER_DEDUPE_S]
         for t, at, d, _ in decided:
             args += [t.id, t.rule, t.customer_id, trigger_document(t, at, d)]
@@ -111,6 +116,37 @@ class TriggerWriter:
                 pipe.hincrby(keys.stats(), f"triggers:{rule}", n)
             pipe.execute()
         return sum(int(f) for f in flags)
+
+    def _record_contacts(
+        self,
+        recording: Sequence[tuple[Trigger, int, Decision | None, Profile | None]],
+        keep_ms: int,
+    ) -> list[tuple[str, str]]:
+        """`contacts.lua` for each decision, in one round trip; those of customers an API
+        decision holds at that moment ("busy": it releases the hold once it has answered,
+        within milliseconds) are tried again shortly, for as long as a hold may last."""
+        keys = self._keys
+        verdicts: list[tuple[str, str]] = [("busy", "")] * len(recording)
+        waiting = list(range(len(recording)))
+        deadline = time.monotonic() + HOLD_MS / 1000 + 1.0
+        while waiting:
+            pipe = self._r.pipeline(transaction=False)
+            for i in waiting:
+                t, at, d, _ = recording[i]
+                assert d is not None
+                candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
+                queue_script(pipe, self._record,
+                             [keys.contacts(t.customer_id), keys.hold(t.customer_id)],
+                             contact_args(self._catalog.policy, d.channel, t.id, at, keep_ms,
+                                          candidates))  # fmt: skip
+            for i, (verdict, detail) in zip(waiting, pipe.execute(), strict=True):
+                verdicts[i] = (verdict.decode(), detail.decode())
+            waiting = [i for i in waiting if verdicts[i][0] == "busy"]
+            if waiting:
+                if time.monotonic() > deadline:  # a hold that outlives its TTL: not ours to wait
+                    break
+                time.sleep(_BUSY_RETRY_S)
+        return verdicts
 
 
 def _settle(d: Decision, profile: Profile, verdict: str, detail: str) -> None:

@@ -16,8 +16,12 @@ Among what is left, score = propensity * value * lever; the highest wins (ties: 
 except in the policy's `exploration` share of decisions (epsilon-greedy, given an `rng`),
 which pick one of the others uniformly and say so (`explore`), so that learning keeps
 seeing every eligible message.
-Caps and cooldowns are checked again atomically in Redis when the decision is recorded, so a
-burst of concurrent requests cannot exceed them.
+Caps and cooldowns hold under concurrency because contacts are recorded under a per-customer
+*hold*: the API's one Redis read takes it with the history it returns (`decision_read.lua`),
+and releases it with the contact it served once the answer is out (`decision_done.lua`); a
+decision that finds another holding the customer serves nothing (``frequency_cap``: one
+decision at a time per customer), and the dataflow's triggers wait for the hold to pass
+(`contacts.lua` answers "busy").
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from models.policy import in_holdout, quiet_until, zone
 from models.profile import Profile
 
 ALL: Final = "*"
+# how long a decision may hold a customer (`decision_read.lua`): it releases the hold as soon
+# as it has answered, so this only bounds how long a crashed API blocks a customer's decisions
+HOLD_MS: Final = 5_000
+IN_FLIGHT: Final = "another decision for this customer is being made (one at a time)"
 Propensity = Callable[[str, str, Mapping[str, Any]], float]  # (message, channel, features)
 
 

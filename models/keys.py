@@ -77,6 +77,16 @@ class Keys:
         """
         return f"{self.base}:c:{{{customer_id}}}:contacts"
 
+    def hold(self, customer_id: str) -> str:
+        """String key: the decision being made for a customer (its token), set for a few
+        seconds by the read of an API decision and deleted when it ends, so that one
+        decision at a time records contacts for a customer (`decision_read.lua`).
+
+        >>> Keys().hold("u1")
+        'nudge:v1:c:{u1}:hold'
+        """
+        return f"{self.base}:c:{{{customer_id}}}:hold"
+
     def model(self, arm: str) -> str:
         """String key: one (message, channel) arm's response model
         (`models.learning.encode_learner`), published by the dataflow, polled by the API.

@@ -1,10 +1,13 @@
 """The next-best message for a customer on a channel: ``GET``/``POST /v1/decide``.
 
-One pipelined Redis read (profile, link, contact history; a linked id costs a second) and,
-when a message is chosen, one atomic write that re-checks the caps and cooldowns and records
-the contact (`models/scripts/contacts.lua`); the served decision is logged for learning in
-batches, off the answer's path (`api.decision_log`). Nothing is loaded per request: the
-catalog is compiled at start-up.
+One Redis round trip on the answer's path (a linked id costs a second): a script that reads
+the profile, link and contact history and takes the customer's decision hold
+(`models/scripts/decision_read.lua`), so that the caps and cooldowns computed from that
+history stay exact while this decision is made. After the answer, off its path, the contact
+served (if any) is recorded and the hold released (`decision_done.lua`), and the served
+decision is logged for learning in batches (`api.decision_log`). A decision that finds
+another holding the customer serves nothing (``frequency_cap``, one decision at a time per
+customer). Nothing is loaded per request: the catalog is compiled at start-up.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from config.channels import CHANNELS
 from config.logs import DECISION_ID
 from models.consent import ConsentPolicy
 from models.customer import new_state, profile_params
-from models.decision import decide, render
+from models.decision import IN_FLIGHT, decide
 from models.events import decision_event
 from models.learning import vector
 from models.products import Catalogue, for_profile
@@ -79,38 +82,33 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
         )
     started = time.perf_counter()
     now = time.time_ns() // 1_000_000
-    policy = catalog.policy
     keep_ms = catalog.keep_s * 1000
-    cid, blob, history = await store.decision_inputs(any_id, now, keep_ms)
-    profile = (
-        decode_profile(blob) if blob else to_profile(new_state(cid, now), profile_params(settings))
-    )
-    products: Catalogue | None = state.products
-    d = decide(
-        catalog, profile, channel, now, history, context, consent, state.propensity,
-        suggest=partial(for_profile, products) if products is not None else None, rng=_RNG,
-    )  # fmt: skip
     decision_id = uuid.uuid4().hex
-    DECISION_ID.set(decision_id)  # on every log line of this request from here
-    message = d.message
-    if message is not None:
-        candidates = [(m.id, m.cooldown_s) for _, m in d.candidates]
-        verdict, detail = await store.record_contact(
-            cid, channel, decision_id, now, keep_ms, policy, candidates
+    cid, blob, history, held = await store.decision_inputs(any_id, now, keep_ms, decision_id)
+    served: str | None = None  # the contact to record: "channel|message|decision"
+    try:
+        profile = (
+            decode_profile(blob)
+            if blob
+            else to_profile(new_state(cid, now), profile_params(settings))
         )
-        if verdict == "cap":
-            # a concurrent decision took the last slot first
-            message, d.suppressed_by = None, "frequency_cap"
-            d.reason = f"frequency cap reached ({detail})"
-        elif verdict == "cooldown":
-            message, d.suppressed_by = None, "cooldown"
-            d.reason = "every eligible message was sent recently"
-        elif detail != message.id:
-            # a concurrent decision sent the best one first: the next in line
-            d.score, message = next((s, m) for s, m in d.candidates if m.id == detail)
-            d.explore = False
-            d.content = render(message, profile, d)
-            d.reason = f"next best: {d.reason}"
+        products: Catalogue | None = state.products
+        d = decide(
+            catalog, profile, channel, now, history, context, consent, state.propensity,
+            suggest=partial(for_profile, products) if products is not None else None, rng=_RNG,
+        )  # fmt: skip
+        message = d.message
+        if message is not None and not held:
+            # another decision holds this customer: its contact is not in the history yet
+            message, d.suppressed_by, d.reason = None, "frequency_cap", IN_FLIGHT
+        if message is not None:
+            served = f"{channel}|{message.id}|{decision_id}"
+    finally:
+        if held:
+            # the contact recorded and the hold released after the answer (one round trip
+            # on the answer's path: the history read under the hold is exact until then)
+            store.decision_done(cid, decision_id, now, keep_ms, served)
+    DECISION_ID.set(decision_id)  # on every log line of this request from here
     if message is not None:
         # logged for the learning loop off the answer's path (`api.decision_log`: batched)
         x = vector(d.features)

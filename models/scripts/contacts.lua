@@ -1,11 +1,15 @@
 -- Record a served message if the caps and the message's cooldown still allow it: atomically,
--- so that a burst of concurrent decisions for one customer cannot exceed them.
+-- so that concurrent decisions for one customer cannot exceed them (the dataflow's triggers).
 -- KEYS[1]  the customer's contacts sorted set (score: ms; member: channel|message|decision)
+-- KEYS[2]  the customer's decision hold (`decision_read.lua`): while an API decision holds
+--          it, nothing is recorded and the answer is {"busy", ""} (try again in a moment)
 -- ARGV     now_ms, channel, decision_id, keep_ms (longest window), outbound ("email,sms,..."),
 --          n_channel_caps, n_all_caps, then (limit, window_ms) pairs (channel caps first),
 --          then (message_id, cooldown_ms) pairs: the candidates, best first
 -- returns  {"ok", message_id} | {"cap", "<scope>:<limit>:<window_ms>"} | {"cooldown", ""}
+--          | {"busy", ""}
 local key = KEYS[1]
+if KEYS[2] and redis.call("EXISTS", KEYS[2]) == 1 then return {"busy", ""} end
 local now = tonumber(ARGV[1])
 local channel = ARGV[2]
 local decision = ARGV[3]

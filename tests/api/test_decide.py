@@ -187,6 +187,40 @@ def test_caps_hold_under_a_concurrent_burst(settings: Settings, rclient: redis.R
     assert rclient.zcard(Keys(settings.key_prefix).contacts(cid)) == 1
 
 
+def test_one_decision_at_a_time_holds_the_customer(
+    client: TestClient, rclient: redis.Redis, settings: Settings
+) -> None:
+    """A decision's read takes the customer's hold; another decision meanwhile serves
+    nothing; the hold goes once the decision has answered (with its contact recorded), or by
+    itself after a few seconds if its API died."""
+    keys = Keys(settings.key_prefix)
+    cid = reachable("held")
+    put_profile(rclient, settings, cid, cart(cid))
+    web = {"customer_id": cid, "channel": "web"}
+    rclient.set(keys.hold(cid), "another-decision", px=5000)  # in flight elsewhere
+    d = client.get("/v1/decide", params=web, headers=AUTH).json()
+    assert d["message"] is None and d["suppressed_by"] == "frequency_cap"
+    assert "one at a time" in d["reason"]
+    assert rclient.get(keys.hold(cid)) == b"another-decision"  # not taken over, nor released
+    assert 4000 < rclient.pttl(keys.hold(cid)) <= 5000  # a dead API's hold expires by itself
+    rclient.delete(keys.hold(cid))  # that decision ended
+    d = client.get("/v1/decide", params=web, headers=AUTH).json()
+    assert d["message"]["id"] == "cart_reminder"
+    deadline = time.monotonic() + 5
+    while rclient.exists(keys.hold(cid)) or not rclient.zcard(keys.contacts(cid)):
+        assert time.monotonic() < deadline, "the hold was not released"
+        time.sleep(0.01)
+    (member,) = rclient.zrange(keys.contacts(cid), 0, -1)
+    assert member == f"web|cart_reminder|{d['decision_id']}".encode()
+    # a decision that serves nothing releases the hold too
+    d = client.get("/v1/decide", params=web, headers=AUTH).json()
+    assert d["message"] is None and d["suppressed_by"] == "cooldown"
+    while rclient.exists(keys.hold(cid)):
+        assert time.monotonic() < deadline, "the hold was not released"
+        time.sleep(0.01)
+    assert rclient.zcard(keys.contacts(cid)) == 1
+
+
 def test_holdout_and_any_id(rclient: redis.Redis, settings: Settings, tmp_path: Path) -> None:
     catalog = tmp_path / "catalog-holdout.toml"
     catalog.write_text(

@@ -81,7 +81,7 @@ def test_scripts_answer_as_through_redis_py_and_load_on_noscript(
         return through_redis_py, first, await mux.script(script, keys, [1500])
 
     expected, first, again = run(go, redis_url, cluster)
-    assert expected == [b"\x00profile", None, [b"email|m2|d2", b"2000"]]
+    assert expected == [b"\x00profile", None, [b"email|m2|d2", b"2000"], 0]
     assert first == expected and again == expected
 
 

@@ -87,3 +87,34 @@ def test_no_consent_anywhere_means_no_message(rclient: redis.Redis, prefix: str)
     (d,) = docs(rclient, keys)
     assert d["message"] is None and d["suppressed_by"] == "consent"
     assert not rclient.exists(keys.contacts(cid))
+
+
+def test_a_trigger_waits_for_an_api_decision_holding_the_customer(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    """While an API decision holds the customer (its history read, its contact not recorded
+    yet), the trigger's contact waits, then is checked against what that decision recorded."""
+    import threading
+
+    keys = Keys(prefix)
+    now = time.time_ns() // 1_000_000
+    cid = customer("hold")
+    put(rclient, keys, cid, now, "email")
+    rclient.set(keys.hold(cid), "api-decision", px=5000)
+
+    def api_decision_ends() -> None:  # as `decision_done.lua`: its email contact, then release
+        time.sleep(0.1)
+        rclient.zadd(keys.contacts(cid), {"email|checkout_help|api-decision": now})
+        rclient.delete(keys.hold(cid))
+
+    ending = threading.Thread(target=api_decision_ends)
+    ending.start()
+    w = TriggerWriter(rclient, keys, CATALOG, ConsentPolicy(frozenset({"email", "sms"})), 1000)
+    started = time.monotonic()
+    assert w.write([(trigger(cid, now), now)]) == 1
+    ending.join()
+    assert 0.09 <= time.monotonic() - started < 5
+    (d,) = docs(rclient, keys)
+    # email's cap (1 a day) was spent by the API's decision: not a second email
+    assert d["message"] is None or d["message"]["channel"] != "email"
+    assert rclient.zrange(keys.contacts(cid), 0, -1)[0] == b"email|checkout_help|api-decision"
