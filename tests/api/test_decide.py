@@ -130,6 +130,12 @@ def test_bad_requests(client: TestClient) -> None:
     )
     r = client.post("/v1/decide", json={"channel": "web"}, headers=AUTH)
     assert r.status_code == 422 and "customer_id" in r.text
+    for params, field in (({"channel": "web"}, "customer_id"),
+                          ({"customer_id": "", "channel": "web"}, "customer_id"),
+                          ({"customer_id": "x" * 513, "channel": "web"}, "customer_id"),
+                          ({"customer_id": "x"}, "channel")):  # fmt: skip
+        r = client.get("/v1/decide", params=params, headers=AUTH)
+        assert r.status_code == 422 and r.json()["detail"].startswith(f"{field}:"), r.text
 
 
 def test_consent_and_unknown_customers(
