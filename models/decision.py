@@ -77,6 +77,11 @@ class Decision:
     suggestions: list[str] = field(default_factory=list)  # products, when a message is chosen
 
 
+def contact_member(channel: str, message_id: str, decision_id: str) -> str:
+    """A contact as the contacts sorted set keeps it (`contacts_from` reads it back)."""
+    return f"{channel}|{message_id}|{decision_id}"
+
+
 def contacts_from(flat: Sequence[bytes]) -> list[Contact]:
     """The contact history as Redis returns it (`decision_read.lua`: member, score, …; a
     member is ``channel|message|decision``)."""

@@ -33,7 +33,7 @@ from config.channels import CHANNELS
 from config.logs import DECISION_ID
 from models.consent import ConsentPolicy
 from models.customer import new_state, profile_params
-from models.decision import IN_FLIGHT, decide
+from models.decision import IN_FLIGHT, contact_member, decide
 from models.events import decision_event
 from models.learning import vector
 from models.products import Catalogue, for_profile
@@ -130,7 +130,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
             # another decision holds this customer: its contact is not in the history yet
             message, d.suppressed_by, d.reason = None, "frequency_cap", IN_FLIGHT
         if message is not None:
-            served = f"{channel}|{message.id}|{decision_id}"
+            served = contact_member(channel, message.id, decision_id)
     finally:
         if held:
             # the contact recorded and the hold released after the answer (one round trip
