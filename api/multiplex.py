@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Final, cast
 
 import hiredis
@@ -88,13 +89,25 @@ class _Connection(asyncio.Protocol):
                 fut.set_result(reply)
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        return self.send_all([args])[0]
+
+    def send_all(self, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        """Send `commands` in one write; their replies' futures, in order."""
         assert self.transport is not None
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending.append((fut, time.monotonic()))
-        self.transport.write(hiredis.pack_command(args))
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futs: list[asyncio.Future[Any]] = []
+        for _ in commands:
+            fut: asyncio.Future[Any] = loop.create_future()
+            self.pending.append((fut, now))
+            futs.append(fut)
+        pack = hiredis.pack_command
+        self.transport.write(
+            pack(commands[0]) if len(commands) == 1 else b"".join([pack(c) for c in commands])
+        )
         if self._watch is None:
             self._arm(self.timeout_s)
-        return fut
+        return futs
 
     def _arm(self, delay: float) -> None:
         self._watch = asyncio.get_running_loop().call_later(delay, self._check)
@@ -146,6 +159,47 @@ class Multiplexed:
         """A command on the node of `key`."""
         conn = await self._connection(key)
         return await self._reply(conn.send(args))
+
+    def script_nowait(
+        self, script: AsyncScript, keys: list[str], args: list[Any]
+    ) -> asyncio.Future[Any] | None:
+        """EVALSHA `script` at once, without a task, if the node of `keys` has a connection
+        open (else None: make the call with `script`). Its reply's future may end with
+        NOSCRIPT (the script flushed since it was loaded) or a cluster redirection: the
+        caller then makes the call again with `script`."""
+        if not self.supported:
+            return None
+        try:
+            conn = self._conns.get(self._address(keys[0]))
+        except Unsupported:
+            return None
+        if conn is None or not conn.usable:
+            return None
+        return conn.send(("EVALSHA", script.sha, len(keys), *keys, *args))
+
+    async def execute_all(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Several commands, each on the node of its key (its second element, as in
+        ``("XADD", key, ...)``), sent in one write per node. The replies in order: each the
+        command's result, or the exception it ended with (`Unsupported`: redis-py's to make;
+        nothing else of it was done)."""
+        by_conn: dict[int, tuple[_Connection, list[int]]] = {}
+        out: list[Any] = [None] * len(commands)
+        for i, command in enumerate(commands):
+            try:
+                conn = await self._connection(command[1])
+            except (Unsupported, RedisConnectionError, RedisTimeoutError) as exc:
+                out[i] = exc
+                continue
+            by_conn.setdefault(id(conn), (conn, []))[1].append(i)
+        waits: list[tuple[int, asyncio.Future[Any]]] = []
+        for conn, idx in by_conn.values():
+            waits += zip(idx, conn.send_all([commands[i] for i in idx]), strict=True)
+        for i, fut in waits:
+            try:
+                out[i] = await self._reply(fut)
+            except (Unsupported, ResponseError, RedisConnectionError, RedisTimeoutError) as exc:
+                out[i] = exc
+        return out
 
     async def aclose(self) -> None:
         for conn in self._conns.values():

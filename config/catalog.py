@@ -146,7 +146,13 @@ class Catalog:
         default_factory=dict, compare=False, repr=False
     )
 
+    _keep_s: int = field(default=0, init=False, compare=False, repr=False)
+
     def __post_init__(self) -> None:
+        windows = [c.window_s for caps in self.policy.caps.values() for c in caps]
+        object.__setattr__(
+            self, "_keep_s", max([*windows, *(m.cooldown_s for m in self.messages), 0])
+        )
         for ch in CHANNELS:
             msgs = tuple(m for m in self.messages if ch in m.channels)
             needed = frozenset(v for m in msgs for v in m.rule.variables())
@@ -169,9 +175,9 @@ class Catalog:
 
     @property
     def keep_s(self) -> int:
-        """How long the contact history must reach back: the longest cap window or cooldown."""
-        windows = [c.window_s for caps in self.policy.caps.values() for c in caps]
-        return max([*windows, *(m.cooldown_s for m in self.messages), 0])
+        """How long the contact history must reach back: the longest cap window or cooldown
+        (computed once: every decision asks)."""
+        return self._keep_s
 
 
 def load_catalog(path: Path | None = None) -> Catalog:

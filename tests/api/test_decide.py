@@ -227,6 +227,28 @@ def test_one_decision_at_a_time_holds_the_customer(
     assert rclient.zcard(keys.contacts(cid)) == 1
 
 
+def test_a_decision_ends_after_the_scripts_were_flushed(
+    client: TestClient, rclient: redis.Redis, settings: Settings
+) -> None:
+    """The contact and the hold's release are sent at once on the open connection; if Redis
+    lost the script meanwhile (NOSCRIPT), they go the full way and still land."""
+    keys = Keys(settings.key_prefix)
+    cid = reachable("flushed")
+    put_profile(rclient, settings, cid, cart(cid))
+    web = {"customer_id": cid, "channel": "web"}
+    client.get("/v1/decide", params={"customer_id": "warm-up", "channel": "web"}, headers=AUTH)
+    rclient.script_flush()
+    d = client.get("/v1/decide", params=web, headers=AUTH).json()
+    assert d["message"]["id"] == "cart_reminder"
+    deadline = time.monotonic() + 5
+    while rclient.exists(keys.hold(cid)) or not rclient.zcard(keys.contacts(cid)):
+        assert time.monotonic() < deadline, "the contact was not recorded nor the hold released"
+        time.sleep(0.01)
+    assert rclient.zrange(keys.contacts(cid), 0, -1) == [
+        f"web|cart_reminder|{d['decision_id']}".encode()
+    ]
+
+
 def test_holdout_and_any_id(rclient: redis.Redis, settings: Settings, tmp_path: Path) -> None:
     catalog = tmp_path / "catalog-holdout.toml"
     catalog.write_text(

@@ -9,9 +9,11 @@ import redis.asyncio as aioredis
 
 from api.decision_log import DecisionLog
 from api.store import Store
+from config.connect import async_client
 from models.codec import ENTRY_FIELD, decode_entry
 from models.events import decision_event
 from models.keys import Keys
+from tests.conftest import ON_BOTH
 
 
 def served(i: int):  # type: ignore[no-untyped-def]
@@ -26,12 +28,13 @@ def logged(rclient: redis.Redis, keys: Keys) -> list[str]:
     return sorted(out)
 
 
+@ON_BOTH
 def test_decisions_are_written_in_one_flush(redis_url: str, rclient: redis.Redis,
-                                            prefix: str) -> None:  # fmt: skip
+                                            prefix: str, cluster: bool) -> None:  # fmt: skip
     keys = Keys(prefix)
 
     async def go() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = async_client(redis_url, cluster=cluster)
         log = DecisionLog(Store(client, keys, 3, 100), flush_s=0.001)
         runner = asyncio.create_task(log.run())
         for i in range(50):
@@ -47,6 +50,7 @@ def test_decisions_are_written_in_one_flush(redis_url: str, rclient: redis.Redis
     assert logged(rclient, keys) == sorted(f"d{i}" for i in range(50))
     # batched: far fewer stream entries than decisions
     assert sum(rclient.xlen(s) for s in keys.all_events(3)) <= 3 * 2
+    assert rclient.hget(keys.stats(), "decisions_served") == b"50"
 
 
 def test_a_failed_flush_keeps_the_batch_bounded(redis_url: str, rclient: redis.Redis,

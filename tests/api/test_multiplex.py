@@ -85,6 +85,53 @@ def test_scripts_answer_as_through_redis_py_and_load_on_noscript(
     assert first == expected and again == expected
 
 
+@ON_BOTH
+def test_commands_sent_together_each_go_to_their_node(
+    redis_url: str, cluster: bool, prefix: str, rclient: redis.Redis
+) -> None:
+    """`execute_all`: one write per node, the replies in order; a command that fails keeps
+    its error in its place and the others are done."""
+    keys = [f"{prefix}:{{c{i}}}:s" for i in range(20)]
+    rclient.set(keys[3], "not a stream")
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> list[Any]:
+        return await mux.execute_all([("XADD", k, "*", "f", i) for i, k in enumerate(keys)])
+
+    replies = run(go, redis_url, cluster)
+    assert isinstance(replies[3], ResponseError) and "WRONGTYPE" in str(replies[3])
+    for i, k in enumerate(keys):
+        if i != 3:
+            ((entry_id, fields),) = rclient.xrange(k)
+            assert replies[i] == entry_id and fields == {b"f": str(i).encode()}
+
+
+@ON_BOTH
+def test_a_script_sent_at_once_needs_an_open_connection(
+    redis_url: str, cluster: bool, prefix: str, rclient: redis.Redis
+) -> None:
+    """`script_nowait`: None until the node has a connection; then the reply's future, which
+    ends with NOSCRIPT once the scripts were flushed (the caller goes the full way)."""
+    keys = [f"{prefix}:p:{{n}}", f"{prefix}:l:{{n}}", f"{prefix}:h:{{n}}"]
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> tuple[Any, Any, Any]:
+        script = client.register_script(scripts.DECISION_READ)
+        before = mux.script_nowait(script, keys, [0])
+        await mux.script(script, keys, [0])  # connects (and loads the script)
+        sent = mux.script_nowait(script, keys, [0])
+        assert sent is not None
+        answer = await sent
+        for node in rclient.get_primaries() if cluster else [rclient]:  # type: ignore[attr-defined]
+            (rclient.get_redis_connection(node) if cluster else rclient).script_flush()  # type: ignore[attr-defined]
+        flushed = mux.script_nowait(script, keys, [0])
+        assert flushed is not None
+        with pytest.raises(ResponseError, match="NOSCRIPT"):
+            await flushed
+        return before, answer, await mux.script(script, keys, [0])
+
+    before, answer, again = run(go, redis_url, cluster)
+    assert before is None and answer == [None, None, [], 0] and again == answer
+
+
 def test_a_broken_connection_fails_its_commands_and_the_next_reconnects(
     redis_url: str, rclient: redis.Redis, prefix: str
 ) -> None:
