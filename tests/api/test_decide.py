@@ -79,6 +79,15 @@ def consent(cid: str, *channels: str) -> Event:
     return e
 
 
+def ended(rclient: redis.Redis, keys: Keys, cid: str, contacts: int) -> None:
+    """Wait (5 s at most) until the decision under way for `cid` has ended: its hold released
+    and the customer's contact history holding `contacts` members."""
+    deadline = time.monotonic() + 5
+    while rclient.exists(keys.hold(cid)) or rclient.zcard(keys.contacts(cid)) != contacts:
+        assert time.monotonic() < deadline, "the contact was not recorded nor the hold released"
+        time.sleep(0.01)
+
+
 def zone_at(hour: int) -> str:
     """An IANA zone where the local hour is `hour` right now (Etc/GMT±N)."""
     utc_hour = datetime.now(UTC).hour
@@ -100,6 +109,7 @@ def test_a_cart_reminder_is_decided_and_recorded(
     assert d["message"]["id"] == "cart_reminder" and d["suppressed_by"] is None
     assert d["message"]["content"]["banner"].startswith("Welcome back Ada!")
     assert d["customer_id"] == cid and d["explore"] is False and d["score"] > 0
+    ended(rclient, Keys(settings.key_prefix), cid, contacts=1)  # recorded after the answer
     members = rclient.zrange(Keys(settings.key_prefix).contacts(cid), 0, -1)
     assert members == [f"web|cart_reminder|{d['decision_id']}".encode()]
     # and logged into the customer's stream partition for the learning loop
@@ -212,19 +222,13 @@ def test_one_decision_at_a_time_holds_the_customer(
     rclient.delete(keys.hold(cid))  # that decision ended
     d = client.get("/v1/decide", params=web, headers=AUTH).json()
     assert d["message"]["id"] == "cart_reminder"
-    deadline = time.monotonic() + 5
-    while rclient.exists(keys.hold(cid)) or not rclient.zcard(keys.contacts(cid)):
-        assert time.monotonic() < deadline, "the hold was not released"
-        time.sleep(0.01)
+    ended(rclient, keys, cid, contacts=1)
     (member,) = rclient.zrange(keys.contacts(cid), 0, -1)
     assert member == f"web|cart_reminder|{d['decision_id']}".encode()
     # a decision that serves nothing releases the hold too
     d = client.get("/v1/decide", params=web, headers=AUTH).json()
     assert d["message"] is None and d["suppressed_by"] == "cooldown"
-    while rclient.exists(keys.hold(cid)):
-        assert time.monotonic() < deadline, "the hold was not released"
-        time.sleep(0.01)
-    assert rclient.zcard(keys.contacts(cid)) == 1
+    ended(rclient, keys, cid, contacts=1)
 
 
 def test_a_decision_ends_after_the_scripts_were_flushed(
@@ -240,10 +244,7 @@ def test_a_decision_ends_after_the_scripts_were_flushed(
     rclient.script_flush()
     d = client.get("/v1/decide", params=web, headers=AUTH).json()
     assert d["message"]["id"] == "cart_reminder"
-    deadline = time.monotonic() + 5
-    while rclient.exists(keys.hold(cid)) or not rclient.zcard(keys.contacts(cid)):
-        assert time.monotonic() < deadline, "the contact was not recorded nor the hold released"
-        time.sleep(0.01)
+    ended(rclient, keys, cid, contacts=1)
     assert rclient.zrange(keys.contacts(cid), 0, -1) == [
         f"web|cart_reminder|{d['decision_id']}".encode()
     ]
