@@ -51,7 +51,7 @@ CHECKOUT_STARTED: Final = "Checkout Started"
 ARMING: Final = frozenset(
     {PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED, CHECKOUT_STARTED, ORDER_COMPLETED}
 )
-TIMERS_VERSION: Final = 1
+TIMERS_VERSION: Final = 2
 _CANCEL: Final = -1
 
 
@@ -240,32 +240,131 @@ def _cart_payload(cart: dict[str, list[float]], ev: Event | None) -> dict[str, A
     }
 
 
-# --- firing, per shard of customers --------------------------------------------------------
+# --- firing, per customer and per shard of customers ---------------------------------------
+
+
+@dataclass(slots=True)
+class CustomerTimers:
+    """One customer's armed timers and the cooldowns of its rules: small, msgpack-able, kept
+    with the customer (`to_row`/`from_row`) or in a shard (`Timers`)."""
+
+    # rule -> [version, at_ms, step, payload, held until (0: not held)]
+    armed: dict[str, list[Any]] = field(default_factory=dict)
+    fired: dict[str, int] = field(default_factory=dict)  # rule -> deadline of its last first-fire
+
+    def apply(self, op: TimerOp) -> None:
+        if op.version == _CANCEL:
+            self.armed.pop(op.rule, None)
+            return
+        cur = self.armed.get(op.rule)
+        if cur is not None and cur[0] == op.version:
+            cur[1], cur[3], cur[4] = op.at_ms, op.payload or {}, 0  # moved: same series
+        else:
+            self.armed[op.rule] = [op.version, op.at_ms, 0, op.payload or {}, 0]
+
+    def due(self, params: TriggerParams) -> int | None:
+        """The earliest moment (event time) one of the timers needs the watermark: its
+        deadline, or the end of the quiet hours it is held for; None if none is armed."""
+        best: int | None = None
+        for rule_name, (_, at_ms, step, _, held) in self.armed.items():
+            rule = params.rules.get(rule_name)
+            if rule is None or step >= len(rule.delays_ms):
+                continue  # a rule switched off or shortened since: never due
+            due = max(rule.due(at_ms, step), held)
+            if best is None or due < best:
+                best = due
+        return best
+
+    def advance(self, customer_id: str, watermark_ms: int, params: TriggerParams) -> list[Trigger]:
+        """The triggers whose deadline `watermark_ms` has passed, oldest first; each series
+        moves to its next step, or ends."""
+        out: list[Trigger] = []
+        while True:
+            due = self.due(params)
+            if due is None or due > watermark_ms:
+                break
+            t = self._next(customer_id, due, params)
+            if t is not None:
+                out.append(t)
+        for rule_name in [r for r, (_, _, s, _, _) in self.armed.items() if _gone(params, r, s)]:
+            del self.armed[rule_name]  # switched off or shortened since it was armed
+        if self.fired:
+            longest = max(r.cooldown_ms for r in params.rules.values())
+            for rule_name in [r for r, t in self.fired.items() if watermark_ms - t >= longest]:
+                del self.fired[rule_name]  # past every cooldown: forgotten
+        return out
+
+    def _next(self, customer_id: str, due: int, params: TriggerParams) -> Trigger | None:
+        """Handle the timer due at `due` (the earliest): held, dropped or fired."""
+        rule_name, cur = next(
+            (r, c) for r, c in self.armed.items()
+            if not _gone(params, r, c[2]) and max(params.rules[r].due(c[1], c[2]), c[4]) == due
+        )  # fmt: skip
+        version, at_ms, step, payload, held = cur
+        rule = params.rules[rule_name]
+        deadline = rule.due(at_ms, step)
+        quiet = params.quiet
+        if quiet is not None and not held:
+            tz = zone(payload.get("timezone"), params.default_tz)
+            until = quiet_until(deadline, tz, quiet[0], quiet[1])
+            if until is not None:
+                cur[4] = until  # due in quiet hours: held until they end
+                return None
+        if step == 0:
+            last = self.fired.get(rule_name)
+            if last is not None and deadline - last < rule.cooldown_ms:
+                del self.armed[rule_name]  # within the cooldown: this series never starts
+                return None
+            self.fired[rule_name] = deadline
+        tid = trigger_id(customer_id, rule_name, version, step)
+        t = Trigger(tid, rule_name, customer_id, step, deadline, at_ms, payload, held or None)
+        cur[4] = 0
+        if step + 1 < len(rule.delays_ms):
+            cur[2] = step + 1
+        else:
+            del self.armed[rule_name]
+        return t
+
+    def to_row(self) -> list[Any]:
+        return [self.armed, self.fired]
+
+    @staticmethod
+    def from_row(row: list[Any]) -> CustomerTimers:
+        armed, fired = row
+        return CustomerTimers(armed, fired)
+
+
+def _gone(params: TriggerParams, rule_name: str, step: int) -> bool:
+    rule = params.rules.get(rule_name)
+    return rule is None or step >= len(rule.delays_ms)
 
 
 @dataclass(slots=True)
 class Timers:
-    """The armed timers of a shard of customers, and the watermark that fires them."""
+    """The timers of a shard of customers, and the watermark that fires them."""
 
     params: TriggerParams
-    # "customer|rule" -> [version, at_ms, step, payload, held until (0: not held)]
-    armed: dict[str, list[Any]] = field(default_factory=dict)
-    fired: dict[str, int] = field(default_factory=dict)  # "customer|rule" -> last first-fire
+    customers: dict[str, CustomerTimers] = field(default_factory=dict)
     marks: dict[int, int] = field(default_factory=dict)  # partition -> watermark
-    _heap: list[tuple[int, str, int, int]] = field(default_factory=list)  # (due, key, ver, step)
+    _heap: list[tuple[int, str]] = field(default_factory=list)  # (due, customer)
+    _queued: dict[str, int] = field(default_factory=dict)  # customer -> its due in the heap
 
     def apply(self, op: TimerOp) -> None:
-        key = f"{op.customer_id}|{op.rule}"
-        if op.version == _CANCEL:
-            self.armed.pop(key, None)
-            return
-        rule = self.params.rules[op.rule]
-        cur = self.armed.get(key)
-        if cur is not None and cur[0] == op.version:
-            cur[1], cur[3], cur[4] = op.at_ms, op.payload or {}, 0  # moved: same series
-        else:
-            cur = self.armed[key] = [op.version, op.at_ms, 0, op.payload or {}, 0]
-        heapq.heappush(self._heap, (rule.due(cur[1], cur[2]), key, op.version, cur[2]))
+        ct = self.customers.get(op.customer_id)
+        if ct is None:
+            ct = self.customers[op.customer_id] = CustomerTimers()
+        ct.apply(op)
+        self._queue(op.customer_id, ct)
+
+    def _queue(self, customer_id: str, ct: CustomerTimers) -> None:
+        due = ct.due(self.params)
+        if due is None:
+            self._queued.pop(customer_id, None)
+            if not ct.fired:
+                del self.customers[customer_id]
+        elif self._queued.get(customer_id) != due:
+            self._queued[customer_id] = due
+            heapq.heappush(self._heap, (due, customer_id))
 
     def watermark(self) -> int | None:
         """The oldest partition's watermark; None until every partition has reported."""
@@ -281,58 +380,47 @@ class Timers:
         out: list[Trigger] = []
         heap = self._heap
         while wm is not None and heap and heap[0][0] <= wm:
-            due, key, version, step = heapq.heappop(heap)
-            cur = self.armed.get(key)
-            if cur is None or cur[0] != version or cur[2] != step:
-                continue  # cancelled, re-armed or moved since: a stale entry
-            cid, _, rule_name = key.rpartition("|")
-            rule = self.params.rules[rule_name]
-            deadline = rule.due(cur[1], step)
-            if due != max(deadline, cur[4]):
-                continue  # moved: its current entry is further down the heap
-            quiet = self.params.quiet
-            if quiet is not None and not cur[4]:
-                tz = zone(cur[3].get("timezone"), self.params.default_tz)
-                until = quiet_until(deadline, tz, quiet[0], quiet[1])
-                if until is not None:
-                    cur[4] = until  # due in quiet hours: held until they end
-                    heapq.heappush(heap, (until, key, version, step))
-                    continue
-            if step == 0:
-                last = self.fired.get(key)
-                if last is not None and deadline - last < rule.cooldown_ms:
-                    del self.armed[key]  # within the cooldown: this series never starts
-                    continue
-                self.fired[key] = deadline
-            tid = trigger_id(cid, rule_name, version, step)
-            out.append(Trigger(tid, rule_name, cid, step, deadline, cur[1], cur[3], cur[4] or None))
-            cur[4] = 0
-            if step + 1 < len(rule.delays_ms):
-                cur[2] = step + 1
-                heapq.heappush(heap, (rule.due(cur[1], step + 1), key, version, step + 1))
-            else:
-                del self.armed[key]
-        if wm is not None and len(self.fired) > 2 * max(64, len(self.armed)):
-            longest = max(r.cooldown_ms for r in self.params.rules.values())
-            self.fired = {k: t for k, t in self.fired.items() if wm - t < longest}
+            due, cid = heapq.heappop(heap)
+            if self._queued.get(cid) != due:
+                continue  # moved or cancelled since: a stale entry
+            del self._queued[cid]
+            ct = self.customers[cid]
+            # one at a time, so triggers come out in deadline order across customers
+            t = ct._next(cid, due, self.params)
+            if t is not None:
+                out.append(t)
+            self._queue(cid, ct)
+        if wm is not None and len(self.customers) > 2 * max(64, len(self._queued)):
+            for cid in [c for c in self.customers if c not in self._queued]:
+                ct = self.customers[cid]
+                ct.advance(cid, wm, self.params)  # forgets the cooldowns past
+                if not ct.fired and not ct.armed:
+                    del self.customers[cid]
         return out
 
 
 def encode_timers(t: Timers) -> bytes:
     """Versioned msgpack of a shard's timers (recovery snapshots; never pickle)."""
-    return msgpack.packb([TIMERS_VERSION, t.armed, t.fired, t.marks], use_bin_type=True)
+    rows = {cid: ct.to_row() for cid, ct in t.customers.items()}
+    return msgpack.packb([TIMERS_VERSION, rows, t.marks], use_bin_type=True)
 
 
 def decode_timers(data: bytes, params: TriggerParams) -> Timers:
     row = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    if not isinstance(row, list) or not row or row[0] != TIMERS_VERSION:
+    if not isinstance(row, list) or not row or row[0] not in (1, TIMERS_VERSION):
         raise TriggerError(f"unknown timers version {row[0] if row else None!r}")
-    _, armed, fired, marks = row
-    t = Timers(params, armed, fired, marks)
-    for key, (version, at_ms, step, _, held) in armed.items():
-        rule = params.rules.get(key.rpartition("|")[2])
-        if rule is None or step >= len(rule.delays_ms):
-            continue  # a rule switched off or shortened since: dropped at its deadline
-        t._heap.append((max(rule.due(at_ms, step), held), key, version, step))
-    heapq.heapify(t._heap)
+    t = Timers(params)
+    if row[0] == 1:  # "customer|rule" keys
+        _, armed, fired, marks = row
+        for kind, items in ((0, armed), (1, fired)):
+            for key, value in items.items():
+                cid, _, rule = key.rpartition("|")
+                ct = t.customers.get(cid) or t.customers.setdefault(cid, CustomerTimers())
+                (ct.armed if kind == 0 else ct.fired)[rule] = value
+    else:
+        _, rows, marks = row
+        t.customers = {cid: CustomerTimers.from_row(r) for cid, r in rows.items()}
+    t.marks = marks
+    for cid, ct in list(t.customers.items()):
+        t._queue(cid, ct)
     return t

@@ -13,6 +13,7 @@ from models.triggers import (
     BROWSE,
     CART,
     CHECKOUT,
+    CustomerTimers,
     Rule,
     Tick,
     Timers,
@@ -216,3 +217,37 @@ def test_browsing_moves_its_timer_at_most_once_per_slack_and_never_fires_early()
     assert r.until(last + 30 - 0.01) == []  # never before 30 min after the last view
     ((rule, _, _, due),) = r.until(last + 34)
     assert rule == BROWSE and last + 30 <= due <= last + 33
+
+
+def test_a_customers_timers_fire_on_their_own_as_in_a_shard() -> None:
+    """`CustomerTimers` (what a customer's stored state carries) fires what the shard fires,
+    and survives its msgpack row."""
+    import msgpack
+
+    events = (add(1, 0), ev(2, "Checkout Started", 5), add(3, 0, cid="u2"))
+    shard = Run(TriggerParams(rules={**TriggerParams().rules, CART: Rule((H, 24 * H), 0)}))
+    shard.send(*events)
+    alone = {
+        cid: CustomerTimers.from_row(msgpack.unpackb(msgpack.packb(ct.to_row()), raw=False))
+        for cid, ct in shard.timers.customers.items()
+    }
+    assert alone["u1"].due(shard.params) == T0 + 5 * MIN + H
+    shard.until(48 * 60)
+    wm = T0 + 48 * H
+    mine = [t for cid, ct in alone.items() for t in ct.advance(cid, wm, shard.params)]
+    assert sorted(t.id for t in mine) == sorted(t.id for t in shard.fired)
+    assert [(t.rule, t.customer_id, t.step) for t in shard.fired] == [
+        (CART, "u2", 0), (CHECKOUT, "u1", 0), (CART, "u2", 1),
+    ]  # fmt: skip  # deadline order across customers
+    assert all(not ct.armed for ct in alone.values())
+
+
+def test_timers_of_the_previous_snapshot_format_are_read() -> None:
+    import msgpack
+
+    # version 1: one map for all customers, "customer|rule" keys
+    armed = {"u1|abandoned_cart": [7, T0, 0, {"value": 3.0}, 0]}
+    old = msgpack.packb([1, armed, {"u2|abandoned_cart": T0}, {0: T0}])
+    t = decode_timers(old, TriggerParams())
+    assert t.customers["u1"].armed[CART][0] == 7 and t.customers["u2"].fired == {CART: T0}
+    assert [x.customer_id for x in t.advance(Tick(0, T0 + 2 * H))] == ["u1"]
