@@ -54,6 +54,22 @@ class Waiting:
     done: list[str] = field(default_factory=list)  # recent decision ids with an outcome
     early: list[list[Any]] = field(default_factory=list)  # [id, clicked, at]: ahead of it
 
+    def due(self, params: FeedbackParams) -> int | None:
+        """When (event time) the watermark must look at it again: the oldest decision's
+        timeout or the oldest early answer's expiry; None if neither waits."""
+        at = [self.decisions[0][3] + params.timeout_ms] if self.decisions else []
+        if self.early:
+            at.append(min(e[2] for e in self.early) + params.early_ms)
+        return min(at) if at else None
+
+    def to_row(self) -> list[Any]:
+        return [self.decisions, self.done, self.early]
+
+    @staticmethod
+    def from_row(row: list[Any]) -> Waiting:
+        decisions, done, early = row
+        return Waiting(decisions, done, early)
+
 
 def _label(w: Waiting, i: int, y: bool, why: str) -> Example:
     did, mid, channel, _, x = w.decisions.pop(i)
@@ -162,8 +178,17 @@ class FeedbackBook:
                 heapq.heappush(self._heap, (ev.timestamp + self.params.early_ms, customer_id))
         return examples
 
-    def advance(self, watermark_ms: int) -> list[Example]:
-        """The negatives of every decision whose timeout the watermark has passed."""
+    def adopt(self, customer_id: str, w: Waiting) -> None:
+        """Take in a customer's waiting decisions (read back from where they were stored)."""
+        self.waiting[customer_id] = w
+        for d in w.decisions:
+            heapq.heappush(self._heap, (d[3] + self.params.timeout_ms, customer_id))
+        for e in w.early:
+            heapq.heappush(self._heap, (e[2] + self.params.early_ms, customer_id))
+
+    def advance(self, watermark_ms: int, touched: set[str] | None = None) -> list[Example]:
+        """The negatives of every decision whose timeout the watermark has passed; the
+        customers whose waiting decisions changed are added to `touched`."""
         out: list[Example] = []
         heap = self._heap
         while heap and heap[0][0] < watermark_ms:
@@ -171,7 +196,10 @@ class FeedbackBook:
             w = self.waiting.get(cid)
             if w is None:
                 continue
+            before = len(w.decisions) + len(w.early)
             out += expire(w, watermark_ms, self.params)
+            if touched is not None and len(w.decisions) + len(w.early) != before:
+                touched.add(cid)
             if not w.decisions and not w.early:
                 del self.waiting[cid]
         return out
@@ -185,10 +213,5 @@ def encode_book(book: FeedbackBook) -> list[Any]:
 def decode_book(rows: list[Any], params: FeedbackParams) -> FeedbackBook:
     book = FeedbackBook(params)
     for cid, decisions, done, early in rows:
-        book.waiting[cid] = Waiting(decisions, done, early)
-        for d in decisions:
-            book._heap.append((d[3] + params.timeout_ms, cid))
-        for e in early:
-            book._heap.append((e[2] + params.early_ms, cid))
-    heapq.heapify(book._heap)
+        book.adopt(cid, Waiting(decisions, done, early))
     return book

@@ -49,11 +49,19 @@ from models.customer import (
     step,
 )
 from models.events import ERASE, ORDER_COMPLETED, Event
-from models.feedback import is_feedback
+from models.feedback import Waiting, is_feedback
 from models.products import ACTIONS, Observation, observations
-from models.triggers import ARMING, TimerOp, TriggerParams, arm, disarm, rearm
+from models.triggers import (
+    ARMING,
+    CustomerTimers,
+    TimerOp,
+    TriggerParams,
+    arm,
+    disarm,
+    rearm,
+)
 
-NODE_VERSION: Final = 1
+NODE_VERSION: Final = 2  # 2: with the customer's timers and decisions awaiting an outcome
 CONTROL_VERSION: Final = 1
 CONTROL_FIELD: Final = b"c"  # stream-entry field holding control records (events use b"e")
 
@@ -210,6 +218,10 @@ class Node:
     # open link requests -> ids reserved for what they may bring (the runaway limit counts them)
     pending: dict[str, int] = field(default_factory=dict)
     held: list[Event] = NONE  # events held until `pending` empties
+    # the id's trigger timers and served decisions awaiting an outcome, stored with it (the
+    # dataflow's bucket fires and expires them; None: nothing armed or waiting)
+    timers: CustomerTimers | None = None
+    waiting: Waiting | None = None
 
 
 @dataclass(slots=True)
@@ -229,7 +241,7 @@ class Outbox:
 
 
 def encode_node(n: Node) -> bytes:
-    """A node as msgpack (recovery snapshots; never pickle). Most nodes are a customer and
+    """A node as msgpack (its stored state; never pickle). Most nodes are a customer and
     nothing else: those are their kind (one byte, never the first byte of a msgpack array)
     followed by the customer state.
 
@@ -238,10 +250,15 @@ def encode_node(n: Node) -> bytes:
     >>> encode_node(plain)[:1], decode_node(encode_node(plain)) == plain
     (b'\\x01', True)
     """
+    timers, waiting = n.timers, n.waiting
+    if timers is not None and not (timers.armed or timers.fired):
+        timers = None
+    if waiting is not None and not (waiting.decisions or waiting.early or waiting.done):
+        waiting = None
     if (
         n.target is None
         and n.customer is not None
-        and not (n.ids or n.asked or n.pending or n.held)
+        and not (n.ids or n.asked or n.pending or n.held or timers or waiting)
     ):
         return _KIND_BYTE[n.kind] + encode_state(n.customer)
     return _packer.pack(
@@ -255,6 +272,8 @@ def encode_node(n: Node) -> bytes:
             n.asked,
             n.pending,
             [event_to_row(e) for e in n.held],
+            timers.to_row() if timers is not None else None,
+            waiting.to_row() if waiting is not None else None,
         ]
     )
 
@@ -264,11 +283,14 @@ def decode_node(data: bytes) -> Node:
         state = decode_state(data[1:])
         return Node(state.customer_id, data[0], state)
     row = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    if not isinstance(row, list) or not row or row[0] != NODE_VERSION:
+    if not isinstance(row, list) or not row or row[0] not in (1, NODE_VERSION):
         raise IdentityError(f"unknown identity node version {row[0] if row else None!r}")
-    # (older snapshots carry a tenth field, decisions awaiting an outcome: those now wait
-    # in the timer shards, `models.feedback.FeedbackBook`)
-    _, key, kind, state, target, ids, asked, pending, held, *_ = row
+    _, key, kind, state, target, ids, asked, pending, held, *rest = row
+    timers = waiting = None
+    if row[0] == NODE_VERSION:  # (a version 1 tenth field is an older form of `waiting`)
+        timers_row, waiting_row = rest
+        timers = CustomerTimers.from_row(timers_row) if timers_row is not None else None
+        waiting = Waiting.from_row(waiting_row) if waiting_row is not None else None
     return Node(
         key,
         kind,
@@ -278,6 +300,8 @@ def decode_node(data: bytes) -> Node:
         asked or NONE,
         pending,
         [row_to_event(r) for r in held] if held else NONE,
+        timers,
+        waiting,
     )
 
 

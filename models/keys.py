@@ -58,6 +58,24 @@ class Keys:
         """
         return f"{self.base}:c:{{{customer_id}}}:profile"
 
+    def state(self, id_: str) -> str:
+        """String key holding the dataflow's state of an id (`models.identity.encode_node`:
+        the customer state, its links and held events, its timers and waiting decisions).
+
+        >>> Keys().state("u1")
+        'nudge:v1:c:{u1}:state'
+        """
+        return f"{self.base}:c:{{{id_}}}:state"
+
+    def armed(self, bucket: int) -> str:
+        """Set of the ids of one dataflow bucket whose stored state holds a trigger timer or
+        a decision awaiting its outcome (read when the bucket starts, to fire them).
+
+        >>> Keys().armed(7)
+        'nudge:v1:armed:{b7}'
+        """
+        return f"{self.base}:armed:{{b{bucket}}}"
+
     def link(self, id_: str) -> str:
         """String key: the canonical customer id an id was merged into (absent: the id is
         canonical itself, or unknown).
