@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     )
     key_prefix: str = Field(default="nudge", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     partitions: int = Field(default=4, ge=1, le=1024, description="Event stream partitions.")
+    buckets: int = Field(
+        default=64, ge=1, le=4096,
+        description="Dataflow buckets: the unit by which customers spread over workers.",
+    )  # fmt: skip
+    cache_customers: int = Field(
+        default=200_000, ge=0,
+        description="Customer states a dataflow process keeps in memory (the rest in Redis).",
+    )  # fmt: skip
     write_keys: KeyList = Field(default=(), description="Keys that may send events.")
     api_keys: KeyList = Field(default=(), description="Bearer keys for read/decide calls.")
     admin_keys: KeyList = Field(default=(), description="Bearer keys for admin calls.")
@@ -144,9 +152,6 @@ class Settings(BaseSettings):
         default=3, ge=1, le=100,
         description="Views of one product or category in a session that make browsing count.",
     )  # fmt: skip
-    trigger_shards: int = Field(
-        default=16, ge=1, le=4096, description="Timer shards (the unit of timer parallelism)."
-    )
     triggers_maxlen: int = Field(
         default=1_000_000, ge=1000, description="The triggers stream is trimmed to about this."
     )

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
-import msgpack
 import redis
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
@@ -26,9 +25,11 @@ from config.catalog import Catalog, CatalogError, load_catalog
 from config.runtime import tune_gc
 from dataflows import metrics
 from dataflows.redis_io import (
+    ARMED,
     ERASED,
     FEEDBACK,
     LEARN,
+    LEDGER,
     LINK,
     MODEL,
     NOTE,
@@ -37,10 +38,13 @@ from dataflows.redis_io import (
     PRODUCTS,
     PROFILE,
     SEND,
+    STATE,
     TICK,
     TIMER,
     TRIGGER,
+    WRITTEN,
     Keyed,
+    NodeStore,
     Output,
     RedisProfileSink,
     RedisStreamSource,
@@ -54,8 +58,6 @@ from models.feedback import (
     Example,
     FeedbackBook,
     FeedbackParams,
-    decode_book,
-    encode_book,
 )
 from models.identity import (
     ANON,
@@ -71,7 +73,7 @@ from models.identity import (
     key_of,
     knows_every_id,
 )
-from models.keys import Keys
+from models.keys import Keys, bucket_of
 from models.learning import Learner, decode_learner, encode_learner
 from models.products import (
     ACTIONS,
@@ -95,8 +97,6 @@ from models.triggers import (
     Timers,
     TriggerParams,
     arm,
-    decode_timers,
-    encode_timers,
 )
 
 _SLOW = frozenset({ERASE, DECISION})
@@ -166,10 +166,6 @@ def flow_catalog(settings: Settings) -> Catalog:
         raise ConfigError(f"NUDGE_CATALOG: {exc}") from exc
 
 
-def shard_of(customer_id: str, shards: int) -> str:
-    return str(zlib.crc32(customer_id.encode()) % shards)
-
-
 class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, bytes]):
     """Applies `models.identity.Stitcher` (which steps `models.customer`) to the events and
     control records of one id; emits its profile if changed, link updates and control records.
@@ -209,6 +205,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
         # cached, since a cached copy per customer would double the state's memory for a
         # saving only on keys touched without change (duplicates, served decisions).
         self._recovery = recovery
+        self.dirty = False  # the last batch may have changed the node (it must be stored)
 
     def on_batch(self, values: list[Event | Control | Tick | Probe]) -> tuple[list[Output], bool]:
         first = type(values[0])
@@ -255,18 +252,20 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
                         orders = [ev] if orders is None else [*orders, ev]
                 done += 1
         if done == len(values):
+            self.dirty = changed
             if not changed:
                 return [], StatefulBatchLogic.RETAIN
             assert node is not None and node.customer is not None
             blob = encode_profile(node.customer, self.params, node.ids)
             if _LOCAL.observed or timers or orders:
-                emit: list[Output] = [(PROFILE, blob, None), *_LOCAL.take_observed()]
+                emit: list[Output] = [(PROFILE, blob, node.key), *_LOCAL.take_observed()]
                 if timers:
                     emit += _timer_outputs(timers, node)
                 if orders:
                     emit += [(FEEDBACK, ev, node.key) for ev in orders]
                 return emit, StatefulBatchLogic.RETAIN
-            return [(PROFILE, blob, None)], StatefulBatchLogic.RETAIN
+            return [(PROFILE, blob, node.key)], StatefulBatchLogic.RETAIN
+        self.dirty = True
         if timers:
             _LOCAL.out.timers += timers
         if orders:
@@ -290,7 +289,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
         out.profile_changed = out.touched = False
         emit: list[Output] = []
         if out.removed:
-            emit.append((PROFILE, ERASED, None))
+            emit.append((PROFILE, ERASED, stitcher.key))
             out.removed = False
         if out.links:
             emit.extend([(LINK, other, canonical) for other, canonical in out.links.items()])
@@ -315,7 +314,7 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
         if node is None:
             return emit, StatefulBatchLogic.DISCARD
         if changed and node.customer is not None and node.target is None:
-            emit.append((PROFILE, encode_profile(node.customer, self.params, node.ids), None))
+            emit.append((PROFILE, encode_profile(node.customer, self.params, node.ids), node.key))
         return emit, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
@@ -361,64 +360,210 @@ def _timer_outputs(ops: list[TimerOp], node: Node | None) -> list[Output]:
     return [(TIMER, t, None) for t in ops]
 
 
-ShardItem = TimerOp | Tick | tuple[str, Event]
+class BucketLogic(StatefulBatchLogic[Any, Output, bytes]):
+    """The customers of one bucket (`models.keys.bucket_of` of their ids): each id's node
+    (`CustomerLogic`), their trigger timers (`models.triggers.Timers`) and their served
+    decisions awaiting an outcome (`models.feedback.FeedbackBook`), fired and expired on the
+    sources' watermark ticks.
 
+    State lives in Redis, not in Bytewax's snapshots: every id whose node, timers or waiting
+    decisions change is written (STATE, `Keys.state`) by the sink with its profile, after the
+    triggers and control records that follow from it; the bucket keeps a bounded cache of
+    nodes and reads the others with one MGET per batch. The ids with a timer or a waiting
+    decision are indexed per bucket (`Keys.armed`, added before their state, removed after),
+    and read back when the bucket starts. A restart resumes the streams at Bytewax's last
+    snapshot, so it reads again events that the stored state may already hold: the
+    messageId de-duplication makes them count once, and each stored node holds its own
+    timers and waiting decisions, so state and timers never disagree.
 
-class TimersLogic(StatefulBatchLogic[ShardItem, Output, bytes]):
-    """One shard of customers' timers: trigger timers (`models.triggers.Timers`) and the
-    served decisions awaiting an outcome (`models.feedback.FeedbackBook`). Applies the timer
-    changes, decisions, answers and orders of its customers, then the watermark ticks; emits
-    the triggers that come due and the labelled decisions (timeouts included)."""
+    Without a store (tests with Bytewax's testing sink) every node stays in memory."""
 
-    def __init__(self, params: TriggerParams, resume: bytes | None) -> None:
-        fp = FeedbackParams()
-        if resume:
-            timers, book = msgpack.unpackb(resume, raw=False, strict_map_key=False)
-            self.timers = decode_timers(timers, params)
-            self.book = decode_book(book, fp)
-        else:
-            self.timers, self.book = Timers(params), FeedbackBook(fp)
-        self._snapshot = resume
+    def __init__(
+        self,
+        make: Callable[[bytes | None], CustomerLogic],
+        triggers: TriggerParams,
+        store: NodeStore | None,
+        buckets: int,
+        cache: int,
+    ) -> None:
+        self._make = make
+        self._store = store
+        self._buckets = buckets
+        self._cache = cache  # nodes kept in memory, at most (past it, those stored go)
+        self.bucket: int | None = None  # known from its first item
+        self.ids: OrderedDict[str, CustomerLogic] = OrderedDict()  # least recently used first
+        self._seq: dict[str, int] = {}  # id -> the write sequence of its last STATE
+        self.timers = Timers(triggers)
+        self.book = FeedbackBook(FeedbackParams())
+        self._indexed: set[str] = set()
 
-    def on_batch(self, values: list[ShardItem]) -> tuple[list[Output], bool]:
+    def _start(self, bucket: int) -> None:
+        self.bucket = bucket
+        if self._store is None:
+            return
+        armed = self._store.armed(bucket)
+        for i in range(0, len(armed), 1000):
+            self._load(armed[i : i + 1000])
+        self._indexed = set(armed)
+
+    def _load(self, ids: list[str]) -> None:
+        blobs = self._store.load(ids) if self._store is not None else [None] * len(ids)
         timers, book = self.timers, self.book
+        for k, blob in zip(ids, blobs, strict=True):
+            lg = self._make(blob)
+            node = lg.node
+            if node is not None:  # what is in memory is newer than what is stored
+                if node.timers is not None and k not in timers.customers:
+                    timers.adopt(k, node.timers)
+                if node.waiting is not None and k not in book.waiting:
+                    book.adopt(k, node.waiting)
+            self.ids[k] = lg
+
+    def on_batch(self, values: list[Any]) -> tuple[list[Output], bool]:
         ticks: list[Tick] = []
-        out: list[Output] = []
+        probes: list[Output] = []
+        groups: dict[str, list[Any]] = {}
         for v in values:
-            if type(v) is Tick:
-                ticks.append(v)
-            elif type(v) is tuple:
-                out += [(LEARN, ex, None) for ex in book.add(*v)]
+            kind = type(v)
+            if kind is tuple:  # (bucket, Tick): the sources' watermarks, to every bucket
+                if self.bucket is None:
+                    self._start(v[0])
+                ticks.append(v[1])
+            elif kind is Probe:  # freshness probes (their own keys): to the sink
+                probes.append((PROBE, v, None))
             else:
-                timers.apply(v)  # type: ignore[arg-type]
-        fired_at = time.time_ns() // 1_000_000
-        for tick in ticks:  # after this batch's changes: a cancel wins a close race
-            out += [(TRIGGER, t, fired_at) for t in timers.advance(tick)]
-        wm = timers.watermark()
-        if ticks and wm is not None:
-            out += [(LEARN, ex, None) for ex in book.advance(wm)]
-        self._snapshot = None
+                k = key_of(v)
+                group = groups.get(k)
+                if group is None:
+                    groups[k] = [v]
+                else:
+                    group.append(v)
+        if not groups and not ticks:
+            return probes, StatefulBatchLogic.DISCARD
+        out: list[Output] = probes
+        touched: set[str] = set()
+        erased: list[str] = []
+        if groups:
+            ids = self.ids
+            if self.bucket is None:
+                self._start(bucket_of(next(iter(groups)), self._buckets))
+            missing = [k for k in groups if k not in ids]
+            if missing:
+                self._load(missing)
+            for k, items in groups.items():
+                lg = ids[k]
+                ids.move_to_end(k)
+                emitted, keep = lg.on_batch(items)
+                if emitted:
+                    out += self._route(emitted, touched)
+                if keep is StatefulBatchLogic.DISCARD:
+                    erased.append(k)
+                elif lg.dirty:
+                    touched.add(k)
+        if ticks:
+            fired_at = time.time_ns() // 1_000_000
+            for tick in ticks:  # after this batch's changes: a cancel wins a close race
+                for t in self.timers.advance(tick):
+                    out.append((TRIGGER, t, fired_at))
+                    touched.add(t.customer_id)
+            wm = self.timers.watermark()
+            if wm is not None:
+                out += [(LEARN, ex, None) for ex in self.book.advance(wm, touched)]
+            out += _LOCAL.take_observed()
+        if touched or erased:
+            out += self._store_changes(touched, erased)
         return out, StatefulBatchLogic.RETAIN
 
+    def _route(self, emitted: list[Output], touched: set[str]) -> list[Output]:
+        """Apply a node's timer changes and feedback here; the rest goes on."""
+        rest: list[Output] = []
+        for o in emitted:
+            tag = o[0]
+            if tag == TIMER:
+                self.timers.apply(o[1])
+                touched.add(o[1].customer_id)
+            elif tag == FEEDBACK:
+                rest += [(LEARN, ex, None) for ex in self.book.add(o[2], o[1])]
+                touched.add(o[2])
+            else:
+                rest.append(o)
+        return rest
+
+    def _store_changes(self, touched: set[str], erased: list[str]) -> list[Output]:
+        ids, timers, book = self.ids, self.timers, self.book
+        for k in erased:
+            del ids[k]
+            self._seq.pop(k, None)
+            timers.forget(k)
+            book.waiting.pop(k, None)
+            touched.discard(k)
+        missing = [k for k in touched if k not in ids]
+        if missing:  # fired or expired on the watermark while out of memory
+            self._load(missing)
+        LEDGER.emitted += 1
+        seq = LEDGER.emitted
+        out: list[Output] = []
+        adds: list[str] = []
+        removes = [k for k in erased if k in self._indexed]
+        for k in touched:
+            node = ids[k].node
+            if node is None:
+                continue  # timers of an id that has nothing else (never stored)
+            node.timers = timers.customers.get(k)
+            node.waiting = book.waiting.get(k)
+            out.append((STATE, encode_node(node), k))
+            self._seq[k] = seq
+            if timers.is_armed(k) or k in book.waiting:
+                if k not in self._indexed:
+                    adds.append(k)
+            elif k in self._indexed:
+                removes.append(k)
+        out += [(STATE, ERASED, k) for k in erased]
+        if adds or removes:
+            self._indexed.update(adds)
+            self._indexed.difference_update(removes)
+            out.append((ARMED, self.bucket, (adds, removes)))
+        out.append((WRITTEN, seq, None))
+        self._evict()
+        return out
+
+    def _evict(self) -> None:
+        """Drop the least recently used nodes past the cache's size, once Redis holds them."""
+        ids = self.ids
+        over = len(ids) - self._cache
+        if over <= 0 or self._store is None:
+            return
+        written = LEDGER.written
+        seqs = self._seq
+        for k in [k for _, k in zip(range(2 * over), ids, strict=False)]:
+            if seqs.get(k, 0) <= written:
+                del ids[k]
+                seqs.pop(k, None)
+                over -= 1
+                if not over:
+                    break
+
+    def on_eof(self) -> tuple[list[Output], bool]:
+        return _LOCAL.take_observed(force=True), StatefulBatchLogic.RETAIN
+
     def snapshot(self) -> bytes:
-        if self._snapshot is None:
-            self._snapshot = msgpack.packb(
-                [encode_timers(self.timers), encode_book(self.book)], use_bin_type=True
-            )
-        metrics.snapshot_taken("timers", len(self._snapshot))
-        return self._snapshot
+        # the state is in Redis: Bytewax keeps only the streams' offsets (and this marker)
+        metrics.snapshot_taken("update_customer", 6)
+        return b"bucket"
 
 
-def _to_shards(shards: int) -> Any:
-    every = [str(i) for i in range(shards)]
+def _to_buckets(buckets: int) -> Any:
+    """Keys a testing source's items (keyed by id, ticks by `TICK_KEY`) as the Redis source
+    keys them with ``buckets``."""
+    keys = [str(b) for b in range(buckets)]
 
-    def route(item: tuple[str, Output]) -> list[tuple[str, ShardItem]]:
-        tag, value, cid = item[1]
-        if tag == TICK:
-            return [(s, value) for s in every]
-        if tag == FEEDBACK:
-            return [(shard_of(cid, shards), (cid, value))]
-        return [(shard_of(value.customer_id, shards), value)]
+    def route(kv: tuple[str, Any]) -> list[tuple[str, Any]]:
+        key, item = kv
+        if type(item) is Tick:
+            return [(k, (b, item)) for b, k in enumerate(keys)]
+        if type(item) is Probe:
+            return [kv]
+        return [(keys[bucket_of(key, buckets)], item)]
 
     return route
 
@@ -499,8 +644,9 @@ def _by_arm(item: tuple[str, Output]) -> tuple[str, Example]:
 
 
 def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource:
-    """The event streams of `settings`, one Bytewax partition per stream partition. Without
-    recovery the streams are never trimmed (a restart reads them from the start)."""
+    """The event streams of `settings`, one Bytewax partition per stream partition, keyed by
+    bucket. Without recovery the streams are never trimmed (a restart reads them from the
+    start)."""
     return RedisStreamSource(
         client_factory(settings.require_redis(), settings.redis_cluster),
         Keys(settings.key_prefix),
@@ -509,6 +655,7 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
         backoff_s=settings.idle_backoff_ms / 1000,
         trim_after_s=settings.trim_after_s if recovery else None,
         probe_every_s=settings.probe_s,
+        buckets=settings.buckets,
     )
 
 
@@ -552,42 +699,50 @@ def build_flow(
     """Build the dataflow. Tests pass a `TestingSource`/`TestingSink`; production uses Redis.
     `recovery` says whether the run snapshots state (it decides whether streams are trimmed)."""
     source = source or redis_source(settings, recovery)
+    # a Redis sink stores the customers' state, and the buckets read it back; with another
+    # sink (tests) every node stays in memory
+    store = NodeStore(client_factory(settings.require_redis(), settings.redis_cluster),
+                      Keys(settings.key_prefix)) if sink is None else None  # fmt: skip
     prior = link_lookup(settings) if sink is None else None
     catalog = flow_catalog(settings)
     sink = sink or redis_sink(settings, catalog)
     params = profile_params(settings)
     ip = identity_params(settings)
     triggers = trigger_params(settings, catalog)
+    buckets = settings.buckets
+    cache = max(1000, settings.cache_customers // buckets)
+
+    def customer(blob: bytes | None) -> CustomerLogic:
+        return CustomerLogic(params, ip, blob, False, prior, settings.products, triggers)
 
     flow = Dataflow("nudge")
-    # the source keys events by id (`Event.customer_key`) and control records by addressee
-    keyed = op.input("read_events", flow, source)  # (id, Event | Control)
+    # the Redis source keys events by their id's bucket, control records by their
+    # addressee's, and sends the watermark ticks to every bucket; a testing source's items
+    # (keyed by id) are keyed so here
+    keyed = op.input("read_events", flow, source)  # (bucket, Event | Control | (b, Tick))
+    if getattr(source, "buckets", None) != buckets:
+        keyed = op.flat_map("to_buckets", keyed, _to_buckets(buckets))
     outputs = op.stateful_batch(
         "update_customer",
         keyed,
-        lambda resume: CustomerLogic(
-            params, ip, resume, recovery, prior, settings.products, triggers
-        ),
-    )  # (id, Output)
+        lambda resume: BucketLogic(customer, triggers, store, buckets, cache),
+    )  # (bucket, Output)
     # what is not a write goes on: product interactions to the product index (one,
-    # shop-wide); trigger timers, decisions and their outcomes, and the watermark to the
-    # timer shards (ticks to every shard)
-    split = op.branch("split_writes", outputs, lambda kv: kv[1][0] < LEARN)
+    # shop-wide), labelled decisions to the learners, one per (message, channel) arm
+    split = op.branch("split_writes", outputs, lambda kv: kv[1][0] not in _NOT_WRITES)
     others = op.branch("split_products", split.falses, lambda kv: kv[1][0] == OBSERVE)
-    shards = op.flat_map("to_shards", others.falses, _to_shards(settings.trigger_shards))
-    timed = op.stateful_batch("timers", shards, lambda resume: TimersLogic(triggers, resume))
-    # the shards' labelled decisions go on to the learners, one per (message, channel) arm
-    learnt = op.branch("split_examples", timed, lambda kv: kv[1][0] == LEARN)
-    examples = op.map("key_by_arm", learnt.trues, _by_arm)  # (arm, Example)
+    examples = op.map("key_by_arm", others.falses, _by_arm)  # (arm, Example)
     models = op.stateful_batch("learn", examples, ArmLogic)  # (arm, (MODEL, blob, None))
-    writes = [split.trues, models, learnt.falses]  # learnt.falses: (TRIGGER, Trigger, at)
     observed = op.map("key_products", others.trues, _products)  # ("products", [Observation])
     every_s, published = settings.products_publish_s, settings.products_published
     index = op.stateful_batch(
         "products", observed, lambda resume: ProductsLogic(resume, every_s, published)
     )  # ("products", (PRODUCTS, blob, version))
-    op.output("write_profiles", op.merge("writes", *writes, index), sink)
+    op.output("write_profiles", op.merge("writes", split.trues, models, index), sink)
     return flow
+
+
+_NOT_WRITES = frozenset({LEARN, OBSERVE})
 
 
 def __getattr__(name: str) -> Any:

@@ -6,11 +6,13 @@ Both are thin adapters: the key layout and the codecs come from `models`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zlib import crc32
 
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -33,7 +35,14 @@ from models.identity import (
     decode_controls,
     encode_controls,
 )
-from models.keys import Keys, layout_error, partition_for, progress_field, stream_id
+from models.keys import (
+    Keys,
+    bucket_of,
+    layout_error,
+    partition_for,
+    progress_field,
+    stream_id,
+)
 from models.progress import Probe
 from models.triggers import Tick, Trigger
 
@@ -105,7 +114,10 @@ PRODUCTS = 8  # (PRODUCTS, msgpack product index, version): the sink publishes i
 TICK = 9  # (TICK, models.triggers.Tick, None): to every timer shard
 TIMER = 10  # (TIMER, models.triggers.TimerOp, None): to the customer's timer shard
 TRIGGER = 11  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
-FEEDBACK = 12  # (FEEDBACK, Event, customer id): a decision, answer or order, to its shard
+FEEDBACK = 12  # (FEEDBACK, Event, customer id): a decision, answer or order (inside a bucket)
+STATE = 13  # (STATE, node blob or ERASED, id): an id's stored state (`Keys.state`)
+ARMED = 14  # (ARMED, bucket, (ids to add, ids to remove)): a bucket's index of armed ids
+WRITTEN = 15  # (WRITTEN, write sequence, None): once stored, the STATE items before it are
 TICK_KEY = "\x00ticks"  # prefix of the keys of watermark ticks (never a customer id): one
 # per partition, so that ticks reach several workers (they flush per-worker buffers)
 PROBE_KEY = "\x00probe"  # prefix of the keys of freshness probes (one per partition)
@@ -113,6 +125,50 @@ TICK_EVERY_MS = 200  # a partition's watermark is sent when it moved at least th
 TriggerConfig = tuple[Catalog, ConsentPolicy, int]  # catalog, consent policy, stream maxlen
 Output = tuple[int, Any, Any]
 ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the sink deletes it
+
+
+class WriteLedger(threading.local):
+    """Per worker thread (a worker's steps and its sink partition share one): the sequence
+    numbers of the STATE writes emitted and of the last one the sink has stored, so a bucket
+    evicts from memory only what Redis already holds."""
+
+    def __init__(self) -> None:
+        self.emitted = 0
+        self.written = 0
+
+
+LEDGER = WriteLedger()
+
+
+class NodeStore:
+    """Reads ids' stored state (`Keys.state`) and buckets' armed ids, on one connection per
+    worker thread opened at first use; the sink writes them (STATE, ARMED)."""
+
+    def __init__(self, make_client: ClientFactory, keys: Keys) -> None:
+        self._make = make_client
+        self._keys = keys
+        self._local = threading.local()
+
+    def _client(self) -> redis.Redis:
+        r: redis.Redis | None = getattr(self._local, "r", None)
+        if r is None:
+            r = self._local.r = self._make()
+            self._local.cluster = is_cluster(r)
+        return r
+
+    def load(self, ids: list[str]) -> list[bytes | None]:
+        """The stored state of each id (None: none), in one round trip (per node)."""
+        r = self._client()
+        keys = [self._keys.state(i) for i in ids]
+        if self._local.cluster:
+            got: Any = r.mget_nonatomic(keys)  # type: ignore[attr-defined]
+        else:
+            got = r.mget(keys)
+        return list(got)
+
+    def armed(self, bucket: int) -> list[str]:
+        members: Any = self._client().smembers(self._keys.armed(bucket))
+        return sorted(m.decode() for m in members)
 
 
 class _StreamPartition(StatefulSourcePartition[Keyed, str]):
@@ -137,6 +193,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         partition: int = 0,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         probe_every_s: float = 0.0,
+        buckets: int | None = None,
     ) -> None:
         resume_id, _, ordinal = (resume_state or "").partition(" ")
         trimmed: Any = client.hget(keys.progress(), stream)
@@ -189,6 +246,9 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._tick_key = f"{TICK_KEY}{partition}"
         self._probe_key = f"{PROBE_KEY}{partition}"
         self._wall_ms = wall_ms
+        # keyed by the id's bucket (`bucket_of`; ticks go to every bucket), or by the id
+        self._buckets = buckets
+        self._bucket_keys = [str(b) for b in range(buckets or 0)]
         self._max_ts = -(2**62)
         self._sent_wm = -(2**62)
         label = str(partition)
@@ -214,10 +274,16 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._awake = None
         entries = resp[0][1]
         out: list[Keyed] = self._tick(self._max_ts)  # what earlier reads brought is out
+        buckets, bucket_keys = self._buckets, self._bucket_keys
         for entry_id, fields in entries:
             try:
                 payload = fields.get(ENTRY_FIELD)
-                if payload is not None:
+                if payload is not None and buckets:
+                    out.extend(
+                        [(bucket_keys[crc32(ev.customer_key.encode()) % buckets], ev)
+                         for ev in decode_entry(payload)]
+                    )  # fmt: skip
+                elif payload is not None:
                     out.extend([(ev.customer_key, ev) for ev in decode_entry(payload)])
                 elif PROBE_FIELD in fields:
                     out.append((self._probe_key, Probe(self._partition, stream_id(entry_id)[0])))
@@ -226,7 +292,10 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
                     if stream_id(entry_id) <= self._replay_until:
                         for c in records:
                             c.replayed = True
-                    out.extend([(c.to, c) for c in records])
+                    if buckets:
+                        out.extend([(bucket_keys[bucket_of(c.to, buckets)], c) for c in records])
+                    else:
+                        out.extend([(c.to, c) for c in records])
             except (CodecError, IdentityError, KeyError) as exc:
                 self._dead_letter(entry_id, fields, exc)
         self._last_id = entries[-1][0].decode()
@@ -272,7 +341,10 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         if watermark < self._sent_wm + TICK_EVERY_MS:
             return []
         self._sent_wm = watermark
-        return [(self._tick_key, Tick(self._partition, watermark))]
+        tick = Tick(self._partition, watermark)
+        if self._buckets:  # to every bucket, with its number
+            return [(k, (b, tick)) for b, k in enumerate(self._bucket_keys)]  # type: ignore[misc]
+        return [(self._tick_key, tick)]
 
     def _dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
         log.error("undecodable entry %s in %s: %s", entry_id, self._stream, exc)
@@ -322,10 +394,13 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
         backoff_s: float = 0.05,
         trim_after_s: float | None = 60.0,
         probe_every_s: float = 0.0,
+        buckets: int | None = None,
     ) -> None:
         """`trim_after_s=None` never trims: for runs without recovery, which restart from the
         start of the streams. `probe_every_s`: how often each partition appends a freshness
-        probe to itself (0: never)."""
+        probe to itself (0: never). `buckets`: key items by their id's bucket
+        (`models.keys.bucket_of`, ticks to every bucket as ``(bucket, tick)``), not by id."""
+        self.buckets = buckets
         self._probe_every_s = probe_every_s
         self._make_client = make_client
         self._keys = keys
@@ -353,6 +428,7 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
             self._trim_after_s,
             partition=self._streams.index(for_part),
             probe_every_s=self._probe_every_s,
+            buckets=self.buckets,
         )
 
 
@@ -371,16 +447,28 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         # Everything of a batch in one round trip. Several updates of one key in a batch: the
         # last one wins. MSET costs ~1 us a key against ~5 us for a pipelined SET per key
         # (redis-py's per-command cost); chunks keep each command short so Redis never stalls.
-        profile, link = self._keys.profile, self._keys.link
+        profile, link, state = self._keys.profile, self._keys.link, self._keys.state
         latest: dict[str, bytes | str] = {}
+        armed: dict[str, tuple[set[str], set[str]]] = {}  # index key -> (add, remove)
+        seq = 0
         sends: dict[int, list[Control]] = {}
         triggers: list[tuple[Trigger, int]] = []
         probes: list[Probe] = []
         notes = 0
         started = time.perf_counter()
         for key, (tag, a, b) in items:
-            if tag == PROFILE:  # the blob, or ERASED to delete
-                latest[profile(key)] = a
+            if tag == STATE:  # an id's node, or ERASED to delete; the id
+                latest[state(b)] = a
+            elif tag == WRITTEN:  # the write sequence of the STATE items before it
+                seq = a
+            elif tag == PROFILE:  # the blob, or ERASED to delete; the customer id
+                latest[profile(b)] = a
+            elif tag == ARMED:  # ids that now have (or no longer have) timers or decisions
+                index = armed.setdefault(self._keys.armed(a), (set(), set()))
+                index[0].difference_update(b[1])
+                index[0].update(b[0])
+                index[1].difference_update(b[0])
+                index[1].update(b[1])
             elif tag == LINK:  # id -> canonical id, or "" to delete
                 latest[link(a)] = b
             elif tag == MODEL:  # an arm's response model, keyed by the arm
@@ -403,7 +491,9 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         if triggers and self._triggers is not None:
             # decided, recorded and appended before the state that follows from them
             self._triggers.write(triggers)
-        self._write(latest, deleted, sends, notes)
+        self._write(latest, deleted, sends, notes, armed)
+        if seq:
+            LEDGER.written = seq
         metrics.SINK_SECONDS.observe(time.perf_counter() - started)
         metrics.SINK_BATCH.observe(len(items))
         if latest:
@@ -428,18 +518,24 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         deleted: list[str],
         sends: dict[int, list[Control]],
         notes: int,
+        armed: dict[str, tuple[set[str], set[str]]],
     ) -> None:
-        if not latest and not deleted and not sends and not notes:
+        if not latest and not deleted and not sends and not notes and not armed:
             return
         if self._cluster:
-            self._write_cluster(latest, deleted, sends, notes)
+            self._write_cluster(latest, deleted, sends, notes, armed)
             return
-        if not deleted and not sends and not notes and len(latest) <= MSET_CHUNK:
+        if not deleted and not sends and not notes and not armed and len(latest) <= MSET_CHUNK:
             self._r.mset(latest)
             return
         # MULTI when control records go out: a JOIN and the link that records it land together
         # or not at all (a restarted run looks the link up: `models.identity.Stitcher.prior`)
         pipe = self._r.pipeline(transaction=bool(sends))
+        # an id joins its bucket's index before its state holds a timer, and leaves it after
+        # (a crash in between leaves an id indexed for nothing: harmless)
+        for index, (add, _) in armed.items():
+            if add:
+                pipe.sadd(index, *add)
         if deleted:
             pipe.delete(*deleted)
         chunk: dict[str, bytes | str] = {}
@@ -454,6 +550,9 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         self._queue_sends(pipe, sends)
         if notes:
             pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
+        for index, (_, remove) in armed.items():
+            if remove:
+                pipe.srem(index, *remove)
         pipe.execute()
 
     def _write_cluster(
@@ -462,15 +561,19 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         deleted: list[str],
         sends: dict[int, list[Control]],
         notes: int,
+        armed: dict[str, tuple[set[str], set[str]]],
     ) -> None:
         """The same writes on a Redis Cluster, where a command or a transaction spans one
         slot: one command per key, pipelined to each key's node. Control records go first, in
         a round trip of their own, and the state that follows from them after: a crash in
         between sends them again from the restarted run (they are idempotent), and a link is
         never stored without the JOIN that records it."""
-        if sends:
+        adds = [(index, add) for index, (add, _) in armed.items() if add]
+        if sends or adds:  # (index entries, like control records, before the state)
             pipe = self._r.pipeline(transaction=False)
             self._queue_sends(pipe, sends)
+            for index, add in adds:
+                pipe.sadd(index, *add)
             pipe.execute()
         pipe = self._r.pipeline(transaction=False)
         for k in deleted:
@@ -480,6 +583,12 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         if notes:
             pipe.hincrby(self._keys.stats(), "identity_merges_refused", notes)
         if len(pipe):
+            pipe.execute()
+        removes = [(index, remove) for index, (_, remove) in armed.items() if remove]
+        if removes:  # after the state, which may be on another node
+            pipe = self._r.pipeline(transaction=False)
+            for index, remove in removes:
+                pipe.srem(index, *remove)
             pipe.execute()
 
     def _queue_sends(self, pipe: Any, sends: dict[int, list[Control]]) -> None:

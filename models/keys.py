@@ -23,6 +23,15 @@ def partition_for(customer_key: str, partitions: int) -> int:
     return zlib.crc32(customer_key.encode()) % partitions
 
 
+def bucket_of(id_: str, buckets: int) -> int:
+    """The dataflow bucket of an id (CRC-32, like `partition_for`).
+
+    >>> bucket_of("541312140", 64)
+    49
+    """
+    return zlib.crc32(id_.encode()) % buckets
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key builder for one deployment (``prefix``) and layout version."""

@@ -356,6 +356,20 @@ class Timers:
         ct.apply(op)
         self._queue(op.customer_id, ct)
 
+    def adopt(self, customer_id: str, ct: CustomerTimers) -> None:
+        """Take in a customer's timers (read back from where they were stored)."""
+        self.customers[customer_id] = ct
+        self._queue(customer_id, ct)
+
+    def forget(self, customer_id: str) -> None:
+        """Drop everything of a customer (erased)."""
+        self.customers.pop(customer_id, None)
+        self._queued.pop(customer_id, None)
+
+    def is_armed(self, customer_id: str) -> bool:
+        """Whether a timer of the customer waits for the watermark."""
+        return customer_id in self._queued
+
     def _queue(self, customer_id: str, ct: CustomerTimers) -> None:
         due = ct.due(self.params)
         if due is None:

@@ -12,6 +12,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from cli.datasets import read_calls
 from config.settings import Settings
 from dataflows.flow import PRODUCTS, PROFILE, Output, build_flow, profile_params
+from dataflows.redis_io import ARMED, STATE, WRITTEN
 from models.customer import step
 from models.events import Event
 from models.identity import IdentityParams
@@ -32,7 +33,7 @@ def sample_events(limit: int = 6000) -> list[Event]:
 
 def profile_blobs(out: list[tuple[str, Output]]) -> list[tuple[str, bytes]]:
     """The PROFILE outputs of a run, in order."""
-    return [(key, a) for key, (tag, a, _) in out if tag == PROFILE]
+    return [(cid, a) for _, (tag, a, cid) in out if tag == PROFILE]
 
 
 def run(events: list[Event], workers: int, batch_size: int = 64) -> dict[str, Any]:
@@ -43,7 +44,8 @@ def run(events: list[Event], workers: int, batch_size: int = 64) -> dict[str, An
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    assert not [o for o in out if o[1][0] not in (PROFILE, PRODUCTS)], "no ids to link here"
+    stored = (PROFILE, PRODUCTS, STATE, ARMED, WRITTEN)
+    assert not [o for o in out if o[1][0] not in stored], "no ids to link here"
     latest = dict(profile_blobs(out))  # per key, in order: the last one is the final profile
     return {cid: decode_profile(blob) for cid, blob in latest.items()}
 
@@ -217,7 +219,7 @@ def test_trigger_timers_fire_on_the_sources_watermark() -> None:
         (TICK_KEY, Tick(0, t + 2 * h)),
     ]  # fmt: skip
     out: list[tuple[str, Output]] = []
-    settings = Settings(partitions=1, trigger_shards=4)
+    settings = Settings(partitions=1, buckets=4)
     run_main(build_flow(settings, TestingSource(items, 1), TestingSink(out)))
     fired = [v[1] for _, v in out if v[0] == TRIGGER]
     assert sorted((f.customer_id, f.rule, f.due_ms - t) for f in fired) == [

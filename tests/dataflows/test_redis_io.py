@@ -166,10 +166,10 @@ def test_trim_only_behind_old_snapshots(rclient: redis.Redis, prefix: str) -> No
 def test_sink_writes_last_profile_of_each_customer(rclient: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     sink = RedisProfileSink(lambda: rclient, keys, 1).build("write_profiles", 0, 1)
-    sink.write_batch([("a", (0, b"1", None)), ("b", (0, b"2", None)), ("a", (0, b"3", None))])
+    sink.write_batch([("0", (0, b"1", "a")), ("1", (0, b"2", "b")), ("0", (0, b"3", "a"))])
     assert rclient.get(keys.profile("a")) == b"3"
     assert rclient.get(keys.profile("b")) == b"2"
-    many = [(f"c{i}", (0, str(i).encode(), None)) for i in range(2500)]  # more than one MSET chunk
+    many = [("0", (0, str(i).encode(), f"c{i}")) for i in range(2500)]  # more than one MSET chunk
     sink.write_batch(many)
     assert [rclient.get(keys.profile(f"c{i}")) for i in (0, 999, 1000, 2499)] == [
         b"0",
@@ -188,9 +188,9 @@ def test_sink_writes_links_erasures_and_control_records(rclient: redis.Redis, pr
     join = Control(JOIN, "ann", "anon-1", "r1", state=b"s", ids=["anon-1"])
     sink = RedisProfileSink(lambda: rclient, keys, 3).build("write_profiles", 0, 1)
     sink.write_batch([
-        ("ann", (PROFILE, b"ann's", None)),
+        ("0", (PROFILE, b"ann's", "ann")),
         ("anon-1", (LINK, "anon-1", "ann")),
-        ("gone", (PROFILE, ERASED, None)),
+        ("0", (PROFILE, ERASED, "gone")),
         ("ann", (SEND, join, None)),
         ("ann", (NOTE, "identity: refused", None)),
     ])  # fmt: skip
@@ -271,7 +271,7 @@ def test_source_and_sink_ride_out_a_redis_restart(tmp_path: Path) -> None:
         add(client, keys.events(0), events(1, 2))  # retried until Redis is back
         restarted.join()
         assert [e.message_id for _, e in only_events(p.next_batch())] == ["m2"]
-        sink.write_batch([("u0", (0, b"profile", None))])
+        sink.write_batch([("0", (0, b"profile", "u0"))])
         assert client.get(keys.profile("u0")) == b"profile"
         assert time.monotonic() - started < 30
         assert first in [eid.decode() for eid, _ in client.xrange(keys.events(0))]
@@ -332,7 +332,7 @@ def test_freshness_probes_travel_the_stream_and_are_timed_by_the_sink(
     ((key, probe),) = only_events(p.next_batch())  # the report appended it; the read got it
     assert key == f"{PROBE_KEY}0" and isinstance(probe, Probe) and probe.partition == 0
     sink = RedisProfileSink(lambda: rclient, keys, 1).build("write_profiles", 0, 1)
-    sink.write_batch([("a", (0, b"1", None)), (key, (PROBE, probe, None))])
+    sink.write_batch([("0", (0, b"1", "a")), (key, (PROBE, probe, None))])
     fresh = int(rclient.hget(keys.progress(), progress_field(keys.events(0), "fresh")))  # type: ignore[arg-type]
     assert 0 <= fresh < 60_000
     assert rclient.get(keys.profile("a")) == b"1"
