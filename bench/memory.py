@@ -2,7 +2,8 @@
 
 The REES46 + Taobao replay of `bench.dataflow` goes through the real flow (one worker,
 in-process, recovery off); then, for every customer, `MEMORY USAGE key SAMPLES 0` of each of
-their keys (profile, the link keys of their other ids, their contact history), pipelined. Also
+their keys (profile, dataflow state, the link and state keys of their other ids, their
+contact history), pipelined. Also
 shown: what the deployment-wide keys take (the product index, models, progress, triggers)
 and what the event streams hold, which the dataflow trims once snapshots pass them
 (`NUDGE_TRIM_AFTER_S`), so they are not per-customer state.
@@ -72,8 +73,9 @@ def measure(client: redis.Redis, keys: Keys) -> tuple[list[list[object]], list[i
         blobs = client.mget([keys.profile(c) for c in chunk])
         for cid, blob in zip(chunk, blobs, strict=True):
             ids = decode_profile(blob).ids if isinstance(blob, bytes) else []
-            own[cid] = [keys.profile(cid), keys.contacts(cid),
-                        *(keys.link(x) for x in ids if x != cid)]  # fmt: skip
+            own[cid] = [keys.profile(cid), keys.state(cid), keys.contacts(cid),
+                        *(keys.link(x) for x in ids if x != cid),
+                        *(keys.state(x) for x in ids if x != cid)]  # fmt: skip
     sizes: dict[str, int] = {}
     names = [k for ks in own.values() for k in ks]
     for i in range(0, len(names), 5000):
@@ -84,7 +86,7 @@ def measure(client: redis.Redis, keys: Keys) -> tuple[list[list[object]], list[i
     per_customer = [sum(sizes.get(k) or 0 for k in ks) for ks in own.values()]
     rows: list[list[object]] = []
     n = max(1, len(own))
-    for name in ("profile", "contacts", "link"):
+    for name in ("profile", "state", "contacts", "link"):
         found = [v for k, v in sizes.items() if k.endswith(f"}}:{name}") and v]
         rows.append([name, f"{len(found):,}", f"{sum(found):,}", f"{sum(found) / n:,.1f}"])
     customer_keys = f"{keys.base}:c:*"

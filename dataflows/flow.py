@@ -643,10 +643,12 @@ def _by_arm(item: tuple[str, Output]) -> tuple[str, Example]:
     return Learner.key(ex.message_id, ex.channel), ex
 
 
-def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource:
+def redis_source(
+    settings: Settings, recovery: bool = True, by_bucket: bool = True
+) -> RedisStreamSource:
     """The event streams of `settings`, one Bytewax partition per stream partition, keyed by
-    bucket. Without recovery the streams are never trimmed (a restart reads them from the
-    start)."""
+    bucket (`by_bucket`, as `build_flow` needs) or by id. Without recovery the streams are
+    never trimmed (a restart reads them from the start)."""
     return RedisStreamSource(
         client_factory(settings.require_redis(), settings.redis_cluster),
         Keys(settings.key_prefix),
@@ -655,7 +657,7 @@ def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource
         backoff_s=settings.idle_backoff_ms / 1000,
         trim_after_s=settings.trim_after_s if recovery else None,
         probe_every_s=settings.probe_s,
-        buckets=settings.buckets,
+        buckets=settings.buckets if by_bucket else None,
     )
 
 
