@@ -712,7 +712,7 @@ def build_flow(
     ip = identity_params(settings)
     triggers = trigger_params(settings, catalog)
     buckets = settings.buckets
-    cache = max(1000, settings.cache_customers // buckets)
+    cache = max(1, settings.cache_customers // buckets)
 
     def customer(blob: bytes | None) -> CustomerLogic:
         return CustomerLogic(params, ip, blob, False, prior, settings.products, triggers)
