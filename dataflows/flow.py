@@ -39,7 +39,6 @@ from dataflows.redis_io import (
     PROFILE,
     SEND,
     STATE,
-    TICK,
     TIMER,
     TRIGGER,
     WRITTEN,
@@ -166,25 +165,23 @@ def flow_catalog(settings: Settings) -> Catalog:
         raise ConfigError(f"NUDGE_CATALOG: {exc}") from exc
 
 
-class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, bytes]):
+class CustomerLogic:
     """Applies `models.identity.Stitcher` (which steps `models.customer`) to the events and
-    control records of one id; emits its profile if changed, link updates and control records.
-
-    Snapshots are the msgpack node codec, so recovery never unpickles our objects and a
-    snapshot is an immutable copy without `deepcopy`.
-    """
+    control records of one id; emits its profile if changed, link updates and control records,
+    and its timer changes and feedback for its bucket (`BucketLogic`, which runs it and
+    stores its node). Answers as a Bytewax logic would (outputs, RETAIN or DISCARD)."""
 
     def __init__(
         self,
         params: ProfileParams,
         ip: IdentityParams,
         resume: bytes | None,
-        recovery: bool = True,
         prior: Lookup | None = None,
         products: bool = True,
         triggers: TriggerParams | None = None,
     ) -> None:
-        """`triggers`: the rules to arm timers for (None or all off: none)."""
+        """`resume`: the stored node (`encode_node`), or None for a new id. `triggers`: the
+        rules to arm timers for (None or all off: none)."""
         if resume == b"":
             raise RuntimeError(
                 "a recovery snapshot is empty: it was taken by a flow built with recovery=False "
@@ -197,23 +194,12 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
         on = triggers is not None and any(r.enabled for r in triggers.rules.values())
         self.triggers = triggers if on else None
         self._arming = ARMING if on else frozenset()
-        # Bytewax does not tell a logic its key: it is the node's, or the first item's
+        # the id is the node's, or the first item's
         self.node: Node | None = decode_node(resume) if resume else None
         self.stitcher: Stitcher | None = None  # made on first need: most ids never need it
-        # Bytewax asks for a snapshot of every key touched in an epoch, with or without
-        # recovery: encoded when asked (never when no recovery store will keep them), and not
-        # cached, since a cached copy per customer would double the state's memory for a
-        # saving only on keys touched without change (duplicates, served decisions).
-        self._recovery = recovery
         self.dirty = False  # the last batch may have changed the node (it must be stored)
 
-    def on_batch(self, values: list[Event | Control | Tick | Probe]) -> tuple[list[Output], bool]:
-        first = type(values[0])
-        if first is Tick:  # the source's watermarks (their own keys): to the timers
-            ticks: list[Output] = [(TICK, t, None) for t in values]
-            return ticks + _LOCAL.take_observed(), StatefulBatchLogic.DISCARD
-        if first is Probe:  # freshness probes (their own keys): to the sink, which times them
-            return [(PROBE, p, None) for p in values], StatefulBatchLogic.DISCARD
+    def on_batch(self, values: list[Event | Control]) -> tuple[list[Output], bool]:
         # The common case, inline (it runs for every event): a canonical id (or a new one) and
         # events that bring no id it does not know. The first item that is anything else goes
         # to the `Stitcher` with everything after it.
@@ -272,11 +258,8 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
             _LOCAL.out.feedback += orders
         return self._stitch(values[done:] if done else values, changed)
 
-    def on_eof(self) -> tuple[list[Output], bool]:
-        return _LOCAL.take_observed(force=True), StatefulBatchLogic.RETAIN
-
     def _stitch(self, values: list[Any], changed: bool) -> tuple[list[Output], bool]:
-        # `values`: events and control records (ticks have a key of their own)
+        # `values`: events and control records
         out = _LOCAL.out  # one per worker thread, reset after use: no allocation per batch
         stitcher = self.stitcher
         if stitcher is None:
@@ -316,14 +299,6 @@ class CustomerLogic(StatefulBatchLogic[Event | Control | Tick | Probe, Output, b
         if changed and node.customer is not None and node.target is None:
             emit.append((PROFILE, encode_profile(node.customer, self.params, node.ids), node.key))
         return emit, StatefulBatchLogic.RETAIN
-
-    def snapshot(self) -> bytes:
-        if not self._recovery:
-            return b""
-        assert self.node is not None
-        blob = encode_node(self.node)
-        metrics.snapshot_taken("update_customer", len(blob))
-        return blob
 
 
 class ArmLogic(StatefulBatchLogic[Example, Output, bytes]):
@@ -715,7 +690,7 @@ def build_flow(
     cache = max(1, settings.cache_customers // buckets)
 
     def customer(blob: bytes | None) -> CustomerLogic:
-        return CustomerLogic(params, ip, blob, False, prior, settings.products, triggers)
+        return CustomerLogic(params, ip, blob, prior, settings.products, triggers)
 
     flow = Dataflow("nudge")
     # the Redis source keys events by their id's bucket, control records by their

@@ -12,7 +12,6 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zlib import crc32
 
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -107,12 +106,11 @@ LINK = 1  # (LINK, id, canonical id or "" to delete the link)
 SEND = 2  # (SEND, Control, None): a control record to append to the log
 NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
 PROBE = 4  # (PROBE, models.progress.Probe, None): a freshness probe, timed by the sink
-LEARN = 5  # (LEARN, models.feedback.Example, None): from the timer shards to "learn", not the sink
+LEARN = 5  # (LEARN, models.feedback.Example, None): from the buckets to "learn", not the sink
 MODEL = 6  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
 OBSERVE = 7  # (OBSERVE, [models.products.Observation], None): to the "products" step
 PRODUCTS = 8  # (PRODUCTS, msgpack product index, version): the sink publishes it
-TICK = 9  # (TICK, models.triggers.Tick, None): to every timer shard
-TIMER = 10  # (TIMER, models.triggers.TimerOp, None): to the customer's timer shard
+TIMER = 10  # (TIMER, models.triggers.TimerOp, None): a node's timer change, for its bucket
 TRIGGER = 11  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
 FEEDBACK = 12  # (FEEDBACK, Event, customer id): a decision, answer or order (inside a bucket)
 STATE = 13  # (STATE, node blob or ERASED, id): an id's stored state (`Keys.state`)
@@ -280,7 +278,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
                 payload = fields.get(ENTRY_FIELD)
                 if payload is not None and buckets:
                     out.extend(
-                        [(bucket_keys[crc32(ev.customer_key.encode()) % buckets], ev)
+                        [(bucket_keys[bucket_of(ev.customer_key, buckets)], ev)
                          for ev in decode_entry(payload)]
                     )  # fmt: skip
                 elif payload is not None:
