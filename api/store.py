@@ -16,7 +16,7 @@ from config.connect import cluster_mismatch
 from models import scripts
 from models.codec import ENTRY_FIELD, encode_entry
 from models.decision import HOLD_MS, Contact, contacts_from
-from models.events import Event, erase_marker
+from models.events import Event, erase_markers
 from models.keys import Keys, layout_error, partition_for
 from models.profile import decode_profile
 from models.progress import OpsSnapshot, parse, queue_reads
@@ -128,9 +128,10 @@ class Store:
     async def erase(self, any_id: str, marker_id: str, now_ms: int) -> tuple[str, list[str], str]:
         """Delete what Redis holds of the customer `any_id` belongs to (profile, links, the
         history of decisions served) and
-        send the erase marker through the canonical id's stream partition, so the dataflow
-        forgets its state and unlinks the other ids. Returns the canonical id, what was
-        removed and the marker's entry id."""
+        send the erase markers (`models.events.erase_markers`: the customer's, and one per
+        linked id, each through its own id's stream partition), so the dataflow forgets its
+        state and unlinks the other ids. Returns the canonical id, what was removed and the
+        entry id of the customer's marker."""
         cid, blob = await self.resolve(any_id)
         ids = sorted({*(decode_profile(blob).ids if blob else ()), any_id} - {cid})
         pipe = self.client.pipeline(transaction=False)
@@ -138,10 +139,16 @@ class Store:
         pipe.delete(self.keys.contacts(cid))
         for other in ids:
             pipe.delete(self.keys.link(other))
-        marker = erase_marker(cid, marker_id, now_ms)
-        stream = self._streams[partition_for(cid, self.partitions)]
-        pipe.xadd(stream, {ENTRY_FIELD: encode_entry([marker])})
-        profile, contacts, *links, entry_id = await pipe.execute()
+        by_partition: dict[int, list[Event]] = {}
+        for marker in erase_markers(cid, ids, marker_id, now_ms):
+            by_partition.setdefault(partition_for(marker.customer_key, self.partitions), []).append(
+                marker
+            )
+        first = partition_for(cid, self.partitions)  # the customer's own marker's entry first
+        for p in sorted(by_partition, key=lambda p: p != first):
+            pipe.xadd(self._streams[p], {ENTRY_FIELD: encode_entry(by_partition[p])})
+        profile, contacts, *rest = await pipe.execute()
+        links, entry_id = rest[: len(ids)], rest[len(ids)]
         removed = (
             (["profile"] if profile else [])
             + (["decisions"] if contacts else [])

@@ -46,6 +46,25 @@ def erase_marker(customer_id: str, message_id: str, now_ms: int) -> Event:
     return Event(ERASE, message_id, now_ms, now_ms, "api", user_id=customer_id)
 
 
+def erase_markers(customer_id: str, linked: list[str], message_id: str, now_ms: int) -> list[Event]:
+    """The erasure of a customer and its linked ids: the customer's marker, and one for each
+    linked id (``properties.of``: the customer), each to be sent through its own id's stream
+    partition. An event a linked id sends after the erasure is then read after that id's
+    marker: it starts a fresh customer rather than being forwarded to the erased one."""
+    return [erase_marker(customer_id, message_id, now_ms)] + [
+        Event(
+            ERASE,
+            f"{message_id}:{other}",
+            now_ms,
+            now_ms,
+            "api",
+            user_id=other,
+            properties={"of": customer_id},
+        )
+        for other in linked
+    ]
+
+
 def decision_event(
     customer_id: str,
     decision_id: str,

@@ -358,7 +358,7 @@ class Stitcher:
     def event(self, node: Node | None, ev: Event, out: Outbox) -> Node | None:
         out.touched = True
         if ev.type == ERASE:
-            self.erase(node, out)
+            self.erase(node, out, forward="of" not in ev.properties)
             return None
         if node is None:
             node = Node(self.key, USER if ev.user_id == self.key else ANON)
@@ -432,10 +432,13 @@ class Stitcher:
             ev = node.held.pop(0)
             self._step(node, ev, out)
 
-    def erase(self, node: Node | None, out: Outbox) -> None:
+    def erase(self, node: Node | None, out: Outbox, forward: bool = True) -> None:
+        """Forget this id. `forward`: the marker names the customer to erase, and an id
+        merged away passes it on to its canonical id; else it is a linked id's own marker
+        (the customer has its own), which only unlinks it."""
         if node is not None and node.target is not None:
-            # the marker reached an id that had been merged away: it is for the canonical one
-            out.sends.append(Control(FORWARD, node.target, event=_erase_for(node.target)))
+            if forward:  # the API resolved to an id merged away since: erase its customer
+                out.sends.append(Control(FORWARD, node.target, event=_erase_for(node.target)))
             out.links[self.key] = ""
             return
         out.removed = True

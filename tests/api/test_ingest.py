@@ -338,8 +338,14 @@ def test_erasure_needs_an_admin_key_and_sends_a_marker(
     assert out["requested_id"] == "anon-9" and out["customer_id"] == "gone"
     assert out["removed"] == ["profile", "link:anon-9"]
     assert rclient.get(keys.profile("gone")) is None and rclient.get(keys.link("anon-9")) is None
-    (marker,) = [e for e in stored(rclient, settings) if e.type == "erase"]
-    assert marker.user_id == "gone"
+    # a marker for the customer, one for each linked id, each in its own id's partition
+    # (`stored` checks the partitions)
+    markers = sorted(
+        (e.user_id, e.properties) for e in stored(rclient, settings) if e.type == "erase"
+    )
+    assert markers == [("anon-9", {"of": "gone"}), ("gone", {})]
+    own = keys.all_events(settings.partitions)[partition_for("gone", settings.partitions)]
+    assert out["erase_marker"] == rclient.xrange(own)[-1][0].decode()  # the customer's own
     # idempotent: again, nothing left to remove, another marker
     r = client.delete("/v1/customers/gone", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert r.json()["removed"] == [] and r.json()["customer_id"] == "gone"
