@@ -203,7 +203,7 @@ class UntilTip(FixedPartitionedSource[tuple[str, Event], Any]):
         self._inner = inner
         self._expected = expected
         self._marks = marks
-        self.buckets = getattr(inner, "buckets", None)  # how the inner source keys
+        self.stream_partitions = getattr(inner, "stream_partitions", None)  # how it keys
 
     def list_parts(self) -> list[str]:
         return self._inner.list_parts()
@@ -314,8 +314,7 @@ def run_once(
     preload(client, keys, work)
     marks = Marks()
     expected = {keys.events(p): n for p, n in work.per_partition.items()}
-    # (the bare flow keys by customer; nudge's by bucket)
-    source = UntilTip(redis_source(settings, by_bucket=kind == "nudge"), expected, marks)
+    source = UntilTip(redis_source(settings), expected, marks)
     if kind == "nudge":
         flow = build_flow(settings, source=source, recovery=recovery)
     else:

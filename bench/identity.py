@@ -147,7 +147,7 @@ class Quiescent(FixedPartitionedSource[Any, Any]):
 
     def __init__(self, inner: Any, expected: dict[str, int], marks: Marks, idle_s: float) -> None:
         self._inner, self._expected, self._m, self._idle = inner, expected, marks, idle_s
-        self.buckets = getattr(inner, "buckets", None)  # how the inner source keys
+        self.stream_partitions = getattr(inner, "stream_partitions", None)  # how it keys
         marks.at_tip = set()
 
     def list_parts(self) -> list[str]:

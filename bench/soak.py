@@ -72,7 +72,7 @@ GROWTH: Final = 1.10
 SLACK_MB: Final = 20.0
 LAG_GROWTH: Final = 2.0
 LAG_SLACK_S: Final = 1.0
-STATE: Final = "update_customer"
+STATE: Final = "read_events"  # the readers (customers are processed where read; state in Redis)
 
 
 @dataclass(slots=True)

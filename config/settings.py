@@ -45,13 +45,10 @@ class Settings(BaseSettings):
     )
     key_prefix: str = Field(default="nudge", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     partitions: int = Field(default=4, ge=1, le=1024, description="Event stream partitions.")
-    buckets: int = Field(
-        default=64, ge=1, le=4096,
-        description="Dataflow buckets: the unit by which customers spread over workers.",
-    )  # fmt: skip
     cache_customers: int = Field(
         default=200_000, ge=0,
-        description="Customer states a dataflow process keeps in memory (the rest in Redis).",
+        description="Customer states the dataflow keeps in memory in all, split evenly over "
+        "the stream partitions (the rest are read from Redis).",
     )  # fmt: skip
     write_keys: KeyList = Field(default=(), description="Keys that may send events.")
     api_keys: KeyList = Field(default=(), description="Bearer keys for read/decide calls.")

@@ -16,7 +16,7 @@ from typing import Any
 import bytewax.operators as op
 import redis
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
@@ -72,7 +72,7 @@ from models.identity import (
     key_of,
     knows_every_id,
 )
-from models.keys import Keys, bucket_of
+from models.keys import Keys, partition_for
 from models.learning import Learner, decode_learner, encode_learner
 from models.products import (
     ACTIONS,
@@ -168,7 +168,7 @@ def flow_catalog(settings: Settings) -> Catalog:
 class CustomerLogic:
     """Applies `models.identity.Stitcher` (which steps `models.customer`) to the events and
     control records of one id; emits its profile if changed, link updates and control records,
-    and its timer changes and feedback for its bucket (`BucketLogic`, which runs it and
+    and its timer changes and feedback for its partition (`PartitionLogic`, which runs it and
     stores its node). Answers as a Bytewax logic would (outputs, RETAIN or DISCARD)."""
 
     def __init__(
@@ -335,18 +335,19 @@ def _timer_outputs(ops: list[TimerOp], node: Node | None) -> list[Output]:
     return [(TIMER, t, None) for t in ops]
 
 
-class BucketLogic(StatefulBatchLogic[Any, Output, bytes]):
-    """The customers of one bucket (`models.keys.bucket_of` of their ids): each id's node
-    (`CustomerLogic`), their trigger timers (`models.triggers.Timers`) and their served
-    decisions awaiting an outcome (`models.feedback.FeedbackBook`), fired and expired on the
-    sources' watermark ticks.
+class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
+    """The customers of one stream partition (`models.keys.partition_for` of their ids): each
+    id's node (`CustomerLogic`), their trigger timers (`models.triggers.Timers`) and their
+    served decisions awaiting an outcome (`models.feedback.FeedbackBook`), fired and expired
+    on the partitions' watermark ticks. `CustomerSource` runs it where the partition is read;
+    with a testing source it is a Bytewax step keyed by partition.
 
     State lives in Redis, not in Bytewax's snapshots: every id whose node, timers or waiting
     decisions change is written (STATE, `Keys.state`) by the sink with its profile, after the
-    triggers and control records that follow from it; the bucket keeps a bounded cache of
+    triggers and control records that follow from it; the partition keeps a bounded cache of
     nodes and reads the others with one MGET per batch. The ids with a timer or a waiting
-    decision are indexed per bucket (`Keys.armed`, added before their state, removed after),
-    and read back when the bucket starts. A restart resumes the streams at Bytewax's last
+    decision are indexed per partition (`Keys.armed`, added before their state, removed
+    after), and read back when the partition starts. A restart resumes the streams at Bytewax's last
     snapshot, so it reads again events that the stored state may already hold: the
     messageId de-duplication makes them count once, and each stored node holds its own
     timers and waiting decisions, so state and timers never disagree.
@@ -358,25 +359,25 @@ class BucketLogic(StatefulBatchLogic[Any, Output, bytes]):
         make: Callable[[bytes | None], CustomerLogic],
         triggers: TriggerParams,
         store: NodeStore | None,
-        buckets: int,
+        partitions: int,
         cache: int,
     ) -> None:
         self._make = make
         self._store = store
-        self._buckets = buckets
+        self._partitions = partitions
         self._cache = cache  # nodes kept in memory, at most (past it, those stored go)
-        self.bucket: int | None = None  # known from its first item
+        self.partition: int | None = None  # known from its first item
         self.ids: OrderedDict[str, CustomerLogic] = OrderedDict()  # least recently used first
         self._seq: dict[str, int] = {}  # id -> the write sequence of its last STATE
         self.timers = Timers(triggers)
         self.book = FeedbackBook(FeedbackParams())
         self._indexed: set[str] = set()
 
-    def _start(self, bucket: int) -> None:
-        self.bucket = bucket
+    def _start(self, partition: int) -> None:
+        self.partition = partition
         if self._store is None:
             return
-        armed = self._store.armed(bucket)
+        armed = self._store.armed(partition)
         for i in range(0, len(armed), 1000):
             self._load(armed[i : i + 1000])
         self._indexed = set(armed)
@@ -400,8 +401,8 @@ class BucketLogic(StatefulBatchLogic[Any, Output, bytes]):
         groups: dict[str, list[Any]] = {}
         for v in values:
             kind = type(v)
-            if kind is tuple:  # (bucket, Tick): the sources' watermarks, to every bucket
-                if self.bucket is None:
+            if kind is tuple:  # (partition, Tick): the partitions' watermarks, to every one
+                if self.partition is None:
                     self._start(v[0])
                 ticks.append(v[1])
             elif kind is Probe:  # freshness probes (their own keys): to the sink
@@ -420,8 +421,8 @@ class BucketLogic(StatefulBatchLogic[Any, Output, bytes]):
         erased: list[str] = []
         if groups:
             ids = self.ids
-            if self.bucket is None:
-                self._start(bucket_of(next(iter(groups)), self._buckets))
+            if self.partition is None:
+                self._start(partition_for(next(iter(groups)), self._partitions))
             missing = [k for k in groups if k not in ids]
             if missing:
                 self._load(missing)
@@ -497,7 +498,7 @@ class BucketLogic(StatefulBatchLogic[Any, Output, bytes]):
         if adds or removes:
             self._indexed.update(adds)
             self._indexed.difference_update(removes)
-            out.append((ARMED, self.bucket, (adds, removes)))
+            out.append((ARMED, self.partition, (adds, removes)))
         out.append((WRITTEN, seq, None))
         self._evict()
         return out
@@ -524,23 +525,83 @@ class BucketLogic(StatefulBatchLogic[Any, Output, bytes]):
     def snapshot(self) -> bytes:
         # the state is in Redis: Bytewax keeps only the streams' offsets (and this marker)
         metrics.snapshot_taken("update_customer", 6)
-        return b"bucket"
+        return b"partition"
 
 
-def _to_buckets(buckets: int) -> Any:
-    """Keys a testing source's items (keyed by id, ticks by `TICK_KEY`) as the Redis source
-    keys them with ``buckets``."""
-    keys = [str(b) for b in range(buckets)]
+def _to_partitions(partitions: int) -> Any:
+    """Keys a testing source's items (keyed by id, ticks by `TICK_KEY`) by the partition of
+    their id, ticks to every partition."""
+    keys = [str(p) for p in range(partitions)]
 
     def route(kv: tuple[str, Any]) -> list[tuple[str, Any]]:
         key, item = kv
         if type(item) is Tick:
-            return [(k, (b, item)) for b, k in enumerate(keys)]
+            return [(k, (p, item)) for p, k in enumerate(keys)]
         if type(item) is Probe:
             return [kv]
-        return [(keys[bucket_of(key, buckets)], item)]
+        return [(keys[partition_for(key, partitions)], item)]
 
     return route
+
+
+class CustomerSource(FixedPartitionedSource[tuple[str, Output], str]):
+    """The event streams with each partition's customers processed where it is read: a
+    `PartitionLogic` per stream partition, fed by its reader (events, control records, its
+    own watermark ticks and the other partitions', read from their progress reports).
+
+    Events and control records are in the partition of their id (`partition_for`), so no
+    customer item crosses workers or processes: only the outputs for the shop-wide steps
+    (product interactions, learning examples) do. Resume state is the reader's."""
+
+    def __init__(
+        self, inner: FixedPartitionedSource[Keyed, str], logic: Callable[[], PartitionLogic]
+    ) -> None:
+        self._inner = inner
+        self._logic = logic
+
+    def list_parts(self) -> list[str]:
+        self._parts = self._inner.list_parts()
+        return self._parts
+
+    def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _Customers:
+        parts = getattr(self, "_parts", None) or self._inner.list_parts()
+        logic = self._logic()
+        logic._start(parts.index(for_part))
+        return _Customers(self._inner.build_part(step_id, for_part, resume_state), logic)
+
+
+class _Customers(StatefulSourcePartition[tuple[str, Output], str]):
+    def __init__(self, reader: StatefulSourcePartition[Keyed, str], logic: PartitionLogic) -> None:
+        self._reader = reader
+        self._logic = logic
+        self._key = str(logic.partition)
+        self._ended = False
+
+    def next_batch(self) -> list[tuple[str, Output]]:
+        if self._ended:
+            raise StopIteration
+        try:
+            read = self._reader.next_batch()
+        except StopIteration:  # a finite source (tests, benches): what is pending goes out
+            self._ended = True
+            return [(self._key, o) for o in self._logic.on_eof()[0]]
+        if not read:
+            return []
+        part = self._logic.partition
+        values = [(part, v) if type(v) is Tick else v for _, v in read]
+        key = self._key
+        return [(key, o) for o in self._logic.on_batch(values)[0]]
+
+    def next_awake(self) -> datetime | None:
+        return self._reader.next_awake()
+
+    def snapshot(self) -> str:
+        state = self._reader.snapshot()  # where the partition is read up to; customers in Redis
+        metrics.snapshot_taken("read_events", len(state))
+        return state
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 class ProductsLogic(StatefulBatchLogic[list[Observation], Output, bytes]):
@@ -618,12 +679,10 @@ def _by_arm(item: tuple[str, Output]) -> tuple[str, Example]:
     return Learner.key(ex.message_id, ex.channel), ex
 
 
-def redis_source(
-    settings: Settings, recovery: bool = True, by_bucket: bool = True
-) -> RedisStreamSource:
-    """The event streams of `settings`, one Bytewax partition per stream partition, keyed by
-    bucket (`by_bucket`, as `build_flow` needs) or by id. Without recovery the streams are
-    never trimmed (a restart reads them from the start)."""
+def redis_source(settings: Settings, recovery: bool = True) -> RedisStreamSource:
+    """The event streams of `settings`, one Bytewax partition per stream partition, items
+    keyed by id. Without recovery the streams are never trimmed (a restart reads them from
+    the start)."""
     return RedisStreamSource(
         client_factory(settings.require_redis(), settings.redis_cluster),
         Keys(settings.key_prefix),
@@ -632,7 +691,6 @@ def redis_source(
         backoff_s=settings.idle_backoff_ms / 1000,
         trim_after_s=settings.trim_after_s if recovery else None,
         probe_every_s=settings.probe_s,
-        buckets=settings.buckets if by_bucket else None,
     )
 
 
@@ -676,7 +734,7 @@ def build_flow(
     """Build the dataflow. Tests pass a `TestingSource`/`TestingSink`; production uses Redis.
     `recovery` says whether the run snapshots state (it decides whether streams are trimmed)."""
     source = source or redis_source(settings, recovery)
-    # a Redis sink stores the customers' state, and the buckets read it back; with another
+    # a Redis sink stores the customers' state, and the partitions read it back; with another
     # sink (tests) every node stays in memory
     store = NodeStore(client_factory(settings.require_redis(), settings.redis_cluster),
                       Keys(settings.key_prefix)) if sink is None else None  # fmt: skip
@@ -686,24 +744,23 @@ def build_flow(
     params = profile_params(settings)
     ip = identity_params(settings)
     triggers = trigger_params(settings, catalog)
-    buckets = settings.buckets
-    cache = max(1, settings.cache_customers // buckets)
+    partitions = settings.partitions
+    cache = max(1, settings.cache_customers // partitions)
 
     def customer(blob: bytes | None) -> CustomerLogic:
         return CustomerLogic(params, ip, blob, prior, settings.products, triggers)
 
+    def logic() -> PartitionLogic:
+        return PartitionLogic(customer, triggers, store, partitions, cache)
+
     flow = Dataflow("nudge")
-    # the Redis source keys events by their id's bucket, control records by their
-    # addressee's, and sends the watermark ticks to every bucket; a testing source's items
-    # (keyed by id) are keyed so here
-    keyed = op.input("read_events", flow, source)  # (bucket, Event | Control | (b, Tick))
-    if getattr(source, "buckets", None) != buckets:
-        keyed = op.flat_map("to_buckets", keyed, _to_buckets(buckets))
-    outputs = op.stateful_batch(
-        "update_customer",
-        keyed,
-        lambda resume: BucketLogic(customer, triggers, store, buckets, cache),
-    )  # (bucket, Output)
+    if getattr(source, "stream_partitions", None) == partitions:
+        # the event streams: each partition's customers are processed where it is read
+        outputs = op.input("read_events", flow, CustomerSource(source, logic))  # type: ignore[arg-type]
+    else:  # a testing source's items (keyed by id): a step keyed by the id's partition
+        keyed = op.flat_map("to_partitions", op.input("read_events", flow, source),
+                            _to_partitions(partitions))  # fmt: skip
+        outputs = op.stateful_batch("update_customer", keyed, lambda resume: logic())
     # what is not a write goes on: product interactions to the product index (one,
     # shop-wide), labelled decisions to the learners, one per (message, channel) arm
     split = op.branch("split_writes", outputs, lambda kv: kv[1][0] not in _NOT_WRITES)

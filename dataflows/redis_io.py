@@ -36,7 +36,6 @@ from models.identity import (
 )
 from models.keys import (
     Keys,
-    bucket_of,
     layout_error,
     partition_for,
     progress_field,
@@ -106,15 +105,15 @@ LINK = 1  # (LINK, id, canonical id or "" to delete the link)
 SEND = 2  # (SEND, Control, None): a control record to append to the log
 NOTE = 3  # (NOTE, text, None): an identity refusal, logged and counted
 PROBE = 4  # (PROBE, models.progress.Probe, None): a freshness probe, timed by the sink
-LEARN = 5  # (LEARN, models.feedback.Example, None): from the buckets to "learn", not the sink
+LEARN = 5  # (LEARN, models.feedback.Example, None): from the partitions to "learn", not the sink
 MODEL = 6  # (MODEL, arm's msgpack learner, None), keyed by the arm: the sink publishes it
 OBSERVE = 7  # (OBSERVE, [models.products.Observation], None): to the "products" step
 PRODUCTS = 8  # (PRODUCTS, msgpack product index, version): the sink publishes it
-TIMER = 10  # (TIMER, models.triggers.TimerOp, None): a node's timer change, for its bucket
+TIMER = 10  # (TIMER, models.triggers.TimerOp, None): a node's timer change, for its partition
 TRIGGER = 11  # (TRIGGER, models.triggers.Trigger, fired at ms): the sink appends it
-FEEDBACK = 12  # (FEEDBACK, Event, customer id): a decision, answer or order (inside a bucket)
+FEEDBACK = 12  # (FEEDBACK, Event, customer id): a decision, answer or order (inside a partition)
 STATE = 13  # (STATE, node blob or ERASED, id): an id's stored state (`Keys.state`)
-ARMED = 14  # (ARMED, bucket, (ids to add, ids to remove)): a bucket's index of armed ids
+ARMED = 14  # (ARMED, partition, (ids to add, ids to remove)): its index of armed ids
 WRITTEN = 15  # (WRITTEN, write sequence, None): once stored, the STATE items before it are
 TICK_KEY = "\x00ticks"  # prefix of the keys of watermark ticks (never a customer id): one
 # per partition, so that ticks reach several workers (they flush per-worker buffers)
@@ -127,7 +126,7 @@ ERASED = b""  # the profile "blob" of an erased (or merged-away) customer: the s
 
 class WriteLedger(threading.local):
     """Per worker thread (a worker's steps and its sink partition share one): the sequence
-    numbers of the STATE writes emitted and of the last one the sink has stored, so a bucket
+    numbers of the STATE writes emitted and of the last one the sink has stored, so a partition
     evicts from memory only what Redis already holds."""
 
     def __init__(self) -> None:
@@ -139,7 +138,7 @@ LEDGER = WriteLedger()
 
 
 class NodeStore:
-    """Reads ids' stored state (`Keys.state`) and buckets' armed ids, on one connection per
+    """Reads ids' stored state (`Keys.state`) and partitions' armed ids, on one connection per
     worker thread opened at first use; the sink writes them (STATE, ARMED)."""
 
     def __init__(self, make_client: ClientFactory, keys: Keys) -> None:
@@ -164,8 +163,8 @@ class NodeStore:
             got = r.mget(keys)
         return list(got)
 
-    def armed(self, bucket: int) -> list[str]:
-        members: Any = self._client().smembers(self._keys.armed(bucket))
+    def armed(self, partition: int) -> list[str]:
+        members: Any = self._client().smembers(self._keys.armed(partition))
         return sorted(m.decode() for m in members)
 
 
@@ -191,7 +190,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         partition: int = 0,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         probe_every_s: float = 0.0,
-        buckets: int | None = None,
+        streams: list[str] | None = None,
     ) -> None:
         resume_id, _, ordinal = (resume_state or "").partition(" ")
         trimmed: Any = client.hget(keys.progress(), stream)
@@ -244,11 +243,16 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._tick_key = f"{TICK_KEY}{partition}"
         self._probe_key = f"{PROBE_KEY}{partition}"
         self._wall_ms = wall_ms
-        # keyed by the id's bucket (`bucket_of`; ticks go to every bucket), or by the id
-        self._buckets = buckets
-        self._bucket_keys = [str(b) for b in range(buckets or 0)]
         self._max_ts = -(2**62)
         self._sent_wm = -(2**62)
+        # the other partitions' watermarks, read from their progress reports (`streams`: all
+        # the partitions' streams, in order), so that timers here wait for every partition
+        self._peers = [
+            (q, progress_field(other, "wm"))
+            for q, other in enumerate(streams or ())
+            if other != stream
+        ]
+        self._peer_wm = {q: -(2**62) for q, _ in self._peers}
         label = str(partition)
         self._events_metric = metrics.EVENTS.labels(label)
         self._entries_metric = metrics.ENTRIES.labels(label)
@@ -256,9 +260,10 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
 
     def next_batch(self) -> list[Keyed]:
         now = self._clock()
+        peers: list[Keyed] = []
         if now - self._progress_at >= PROGRESS_EVERY_S:
             self._progress_at = now
-            self._report(now)
+            peers = self._report(now)
         resp: Any = self._r.xread({self._stream: self._last_id}, count=self._count)
         if not resp:
             if self._n is None:  # caught up: the ordinal is the stream's entries-added
@@ -267,21 +272,15 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
                     self._n = int(added)
             self._backoff = min(self._max_backoff, max(0.001, self._backoff * 2))
             self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff)
-            return self._tick(max(self._max_ts, self._wall_ms()))
+            return peers + self._tick(max(self._max_ts, self._wall_ms()))
         self._backoff = 0.0
         self._awake = None
         entries = resp[0][1]
-        out: list[Keyed] = self._tick(self._max_ts)  # what earlier reads brought is out
-        buckets, bucket_keys = self._buckets, self._bucket_keys
+        out: list[Keyed] = peers + self._tick(self._max_ts)  # what earlier reads brought is out
         for entry_id, fields in entries:
             try:
                 payload = fields.get(ENTRY_FIELD)
-                if payload is not None and buckets:
-                    out.extend(
-                        [(bucket_keys[bucket_of(ev.customer_key, buckets)], ev)
-                         for ev in decode_entry(payload)]
-                    )  # fmt: skip
-                elif payload is not None:
+                if payload is not None:
                     out.extend([(ev.customer_key, ev) for ev in decode_entry(payload)])
                 elif PROBE_FIELD in fields:
                     out.append((self._probe_key, Probe(self._partition, stream_id(entry_id)[0])))
@@ -290,10 +289,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
                     if stream_id(entry_id) <= self._replay_until:
                         for c in records:
                             c.replayed = True
-                    if buckets:
-                        out.extend([(bucket_keys[bucket_of(c.to, buckets)], c) for c in records])
-                    else:
-                        out.extend([(c.to, c) for c in records])
+                    out.extend([(c.to, c) for c in records])
             except (CodecError, IdentityError, KeyError) as exc:
                 self._dead_letter(entry_id, fields, exc)
         self._last_id = entries[-1][0].decode()
@@ -313,9 +309,10 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._count = max(1, min(MAX_READ_ENTRIES, self._read_events // per_entry))
         return out
 
-    def _report(self, now: float) -> None:
-        """Where this partition's reader is (`models.progress`), and a probe when due: one
-        round trip, throttled."""
+    def _report(self, now: float) -> list[Keyed]:
+        """Where this partition's reader is (`models.progress`: read position, event time,
+        watermark), and a probe when due; the other partitions' watermarks come back as
+        their ticks. One round trip, throttled."""
         stream = self._stream
         report: dict[Any, Any] = {
             progress_field(stream, "read"): self._last_id,
@@ -326,6 +323,8 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         if self._max_ts > -(2**62):
             report[progress_field(stream, "ts")] = self._max_ts
             self._event_time_metric.set(self._max_ts / 1000)
+        if self._sent_wm > -(2**62):
+            report[progress_field(stream, "wm")] = self._sent_wm
         pipe = self._r.pipeline(transaction=False)
         pipe.hset(self._keys.progress(), mapping=report)
         pipe.hincrby(self._keys.progress(), progress_field(stream, "events"), self._unreported)
@@ -333,16 +332,23 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         if self._probe_every > 0 and now - self._probe_at >= self._probe_every:
             self._probe_at = now
             pipe.xadd(stream, {PROBE_FIELD: b""})
-        pipe.execute()
+        if self._peers:
+            pipe.hmget(self._keys.progress(), [f for _, f in self._peers])
+        got = pipe.execute()
+        if not self._peers:
+            return []
+        ticks: list[Keyed] = []
+        for (q, _), raw in zip(self._peers, got[-1], strict=True):
+            if raw is not None and int(raw) > self._peer_wm[q]:
+                self._peer_wm[q] = wm = int(raw)
+                ticks.append((f"{TICK_KEY}{q}", Tick(q, wm)))
+        return ticks
 
     def _tick(self, watermark: int) -> list[Keyed]:
         if watermark < self._sent_wm + TICK_EVERY_MS:
             return []
         self._sent_wm = watermark
-        tick = Tick(self._partition, watermark)
-        if self._buckets:  # to every bucket, with its number
-            return [(k, (b, tick)) for b, k in enumerate(self._bucket_keys)]  # type: ignore[misc]
-        return [(self._tick_key, tick)]
+        return [(self._tick_key, Tick(self._partition, watermark))]
 
     def _dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
         log.error("undecodable entry %s in %s: %s", entry_id, self._stream, exc)
@@ -392,13 +398,13 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
         backoff_s: float = 0.05,
         trim_after_s: float | None = 60.0,
         probe_every_s: float = 0.0,
-        buckets: int | None = None,
     ) -> None:
         """`trim_after_s=None` never trims: for runs without recovery, which restart from the
         start of the streams. `probe_every_s`: how often each partition appends a freshness
-        probe to itself (0: never). `buckets`: key items by their id's bucket
-        (`models.keys.bucket_of`, ticks to every bucket as ``(bucket, tick)``), not by id."""
-        self.buckets = buckets
+        probe to itself (0: never)."""
+        # items are keyed by id, and partition i holds the ids of `partition_for(id, n)` == i
+        # (control records included): the flow processes each partition where it is read
+        self.stream_partitions = partitions
         self._probe_every_s = probe_every_s
         self._make_client = make_client
         self._keys = keys
@@ -426,7 +432,7 @@ class RedisStreamSource(FixedPartitionedSource[Keyed, str]):
             self._trim_after_s,
             partition=self._streams.index(for_part),
             probe_every_s=self._probe_every_s,
-            buckets=self.buckets,
+            streams=self._streams,
         )
 
 
@@ -529,7 +535,7 @@ class _ProfilePartition(StatelessSinkPartition[tuple[str, Output]]):
         # MULTI when control records go out: a JOIN and the link that records it land together
         # or not at all (a restarted run looks the link up: `models.identity.Stitcher.prior`)
         pipe = self._r.pipeline(transaction=bool(sends))
-        # an id joins its bucket's index before its state holds a timer, and leaves it after
+        # an id joins its partition's index before its state holds a timer, and leaves it after
         # (a crash in between leaves an id indexed for nothing: harmless)
         for index, (add, _) in armed.items():
             if add:

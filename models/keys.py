@@ -23,15 +23,6 @@ def partition_for(customer_key: str, partitions: int) -> int:
     return zlib.crc32(customer_key.encode()) % partitions
 
 
-def bucket_of(id_: str, buckets: int) -> int:
-    """The dataflow bucket of an id (CRC-32, like `partition_for`).
-
-    >>> bucket_of("541312140", 64)
-    49
-    """
-    return zlib.crc32(id_.encode()) % buckets
-
-
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key builder for one deployment (``prefix``) and layout version."""
@@ -76,14 +67,15 @@ class Keys:
         """
         return f"{self.base}:c:{{{id_}}}:state"
 
-    def armed(self, bucket: int) -> str:
-        """Set of the ids of one dataflow bucket whose stored state holds a trigger timer or
-        a decision awaiting its outcome (read when the bucket starts, to fire them).
+    def armed(self, partition: int) -> str:
+        """Set of the ids of one stream partition whose stored state holds a trigger timer or
+        a decision awaiting its outcome (read when the dataflow starts the partition, to fire
+        them); in the partition's hash slot.
 
-        >>> Keys().armed(7)
-        'nudge:v1:armed:{b7}'
+        >>> Keys().armed(3)
+        'nudge:v1:armed:{p3}'
         """
-        return f"{self.base}:armed:{{b{bucket}}}"
+        return f"{self.base}:armed:{{p{partition}}}"
 
     def link(self, id_: str) -> str:
         """String key: the canonical customer id an id was merged into (absent: the id is

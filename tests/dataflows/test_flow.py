@@ -219,7 +219,7 @@ def test_trigger_timers_fire_on_the_sources_watermark() -> None:
         (TICK_KEY, Tick(0, t + 2 * h)),
     ]  # fmt: skip
     out: list[tuple[str, Output]] = []
-    settings = Settings(partitions=1, buckets=4)
+    settings = Settings(partitions=1)
     run_main(build_flow(settings, TestingSource(items, 1), TestingSink(out)))
     fired = [v[1] for _, v in out if v[0] == TRIGGER]
     assert sorted((f.customer_id, f.rule, f.due_ms - t) for f in fired) == [

@@ -106,6 +106,32 @@ def test_the_watermark_trails_the_reads_then_follows_the_wall_clock(
     assert p.next_batch() == []  # sent only when it moved by TICK_EVERY_MS
 
 
+def test_a_partition_sends_the_other_partitions_watermarks_from_their_reports(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    # each partition's customers are processed where it is read, and their timers wait for
+    # every partition's watermark: a reader publishes its own in its progress report and
+    # passes on the others' as their ticks
+    keys = Keys(prefix)
+    src = RedisStreamSource(lambda: rclient, keys, 2, read_events=200, trim_after_s=None)
+    clock = Clock()
+    readers = [src.build_part("read_events", keys.events(q), None) for q in (0, 1)]
+    for q, r in enumerate(readers):
+        r._clock = clock
+        r._wall_ms = lambda q=q: 10**12 + q * 1000  # type: ignore[misc]
+
+    def read(q: int) -> list[Tick]:
+        clock.t += 1.0  # (reports are throttled)
+        return [v for _, v in readers[q].next_batch()]
+
+    assert read(0) == [Tick(0, 10**12)]  # its own watermark; nothing from 1 yet
+    assert read(0) == []  # reported
+    assert read(1) == [Tick(0, 10**12), Tick(1, 10**12 + 1000)]
+    assert read(1) == []
+    assert read(0) == [Tick(1, 10**12 + 1000)]
+    assert read(0) == read(1) == []  # each once
+
+
 def test_undecodable_entry_is_dead_lettered_not_fatal(rclient: redis.Redis, prefix: str) -> None:
     keys, p, _ = part(rclient, prefix)
     stream = keys.events(0)

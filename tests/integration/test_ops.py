@@ -62,7 +62,7 @@ def test_lag_grows_while_the_dataflow_is_stopped_and_falls_back_once_it_resumes(
         read = sum(v for (n, _), v in got.items() if n == "nudge_dataflow_events_total")
         assert read == 400
         assert got["nudge_dataflow_sink_duration_seconds_count", ()] > 0
-        assert got["nudge_dataflow_snapshots_total", (("step", "update_customer"),)] > 0
+        assert got["nudge_dataflow_snapshots_total", (("step", "read_events"),)] > 0
         assert got["nudge_dataflow_freshness_seconds_count", ()] > 0  # probes went round
         tool = promtool()
         if tool:

@@ -110,7 +110,6 @@ def env_for(settings: Settings) -> dict[str, str]:
         "NUDGE_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "NUDGE_KEY_PREFIX": settings.key_prefix,
         "NUDGE_PARTITIONS": str(settings.partitions),
-        "NUDGE_BUCKETS": str(settings.buckets),
         "NUDGE_CACHE_CUSTOMERS": str(settings.cache_customers),
         "NUDGE_RECOVERY_DIR": str(settings.recovery_dir),
         "NUDGE_EPOCH_S": str(settings.epoch_s),
@@ -263,9 +262,9 @@ def snapshots(settings: Settings) -> int:
 def test_sigkill_mid_replay_then_restart_gives_identical_profiles(
     settings: Settings, rclient: redis.Redis, tmp_path: Path
 ) -> None:
-    # a cache of 2 states per bucket: customers go out of memory and are read back from
-    # Redis all the time, around the kills too
-    settings = settings.model_copy(update={"buckets": 4, "cache_customers": 8})
+    # a cache of 2 or 3 states per partition: customers go out of memory and are read back
+    # from Redis all the time, around the kills too
+    settings = settings.model_copy(update={"cache_customers": 8})
     expected = expected_from_csv(rees46_path(), ROWS)
     users = list(expected)
     bodies = batches(ROWS, size=100)
