@@ -347,10 +347,10 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
     triggers and control records that follow from it; the partition keeps a bounded cache of
     nodes and reads the others with one MGET per batch. The ids with a timer or a waiting
     decision are indexed per partition (`Keys.armed`, added before their state, removed
-    after), and read back when the partition starts. A restart resumes the streams at Bytewax's last
-    snapshot, so it reads again events that the stored state may already hold: the
-    messageId de-duplication makes them count once, and each stored node holds its own
-    timers and waiting decisions, so state and timers never disagree.
+    after), and read back when the partition starts. A restart resumes the streams at
+    Bytewax's last snapshot, so it reads again events that the stored state may already
+    hold: the messageId de-duplication makes them count once, and each stored node holds its
+    own timers and waiting decisions, so state and timers never disagree.
 
     Without a store (tests with Bytewax's testing sink) every node stays in memory."""
 
@@ -373,7 +373,8 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
         self.book = FeedbackBook(FeedbackParams())
         self._indexed: set[str] = set()
 
-    def _start(self, partition: int) -> None:
+    def start(self, partition: int) -> None:
+        """Take partition `partition`: read back its ids with something armed."""
         self.partition = partition
         if self._store is None:
             return
@@ -403,7 +404,7 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
             kind = type(v)
             if kind is tuple:  # (partition, Tick): the partitions' watermarks, to every one
                 if self.partition is None:
-                    self._start(v[0])
+                    self.start(v[0])
                 ticks.append(v[1])
             elif kind is Probe:  # freshness probes (their own keys): to the sink
                 probes.append((PROBE, v, None))
@@ -422,7 +423,7 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
         if groups:
             ids = self.ids
             if self.partition is None:
-                self._start(partition_for(next(iter(groups)), self._partitions))
+                self.start(partition_for(next(iter(groups)), self._partitions))
             missing = [k for k in groups if k not in ids]
             if missing:
                 self._load(missing)
@@ -566,7 +567,7 @@ class CustomerSource(FixedPartitionedSource[tuple[str, Output], str]):
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _Customers:
         parts = getattr(self, "_parts", None) or self._inner.list_parts()
         logic = self._logic()
-        logic._start(parts.index(for_part))
+        logic.start(parts.index(for_part))
         return _Customers(self._inner.build_part(step_id, for_part, resume_state), logic)
 
 
