@@ -52,7 +52,7 @@ from cli.datasets import read_calls
 from cli.embedded import RedisServer
 from config import Settings
 from config.connect import is_cluster
-from config.runtime import tune_gc
+from config.runtime import DATAFLOW_YOUNG, tune_gc
 from dataflows.flow import build_flow, redis_source
 from dataflows.redis_io import client_factory
 from models.codec import ENTRY_FIELD, encode_entry
@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.python_gc_defaults:
         gc_note = f"CPython defaults {gc.get_threshold()}, not frozen"
     else:
-        tune_gc()  # what `nudge dataflow` does before running the flow; same for both flows
+        tune_gc(DATAFLOW_YOUNG)  # as `nudge dataflow` does before running the flow; both flows
         gc_note = (
             f"config.runtime.tune_gc() as in `nudge dataflow`: thresholds {gc.get_threshold()}"
         )

@@ -46,7 +46,7 @@ from bench.machine import REES46, TAOBAO, CpuWindow, data_path, header, table
 from cli.datasets import LOGIN_EVENTS, read_calls, with_late_logins
 from cli.embedded import RedisServer
 from config import Settings
-from config.runtime import tune_gc
+from config.runtime import DATAFLOW_YOUNG, tune_gc
 from dataflows.flow import build_flow, redis_source
 from models.events import Event
 from models.keys import Keys
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         + f" = {work.events:,} events; {expect.links:,} ids merged into another (logins); "
         f"{expect.customers_off:,} ids → {expect.customers_on:,} customers"
     )  # fmt: skip
-    tune_gc()
+    tune_gc(DATAFLOW_YOUNG)
     rates: dict[bool, list[float]] = {True: [], False: []}
     tails: dict[bool, list[float]] = {True: [], False: []}
     others = 0.0

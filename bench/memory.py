@@ -23,7 +23,7 @@ from bench.dataflow import REES46, TAOBAO, build_workload, data_path, run_once
 from bench.machine import header, table
 from cli.embedded import RedisServer
 from config import Settings
-from config.runtime import tune_gc
+from config.runtime import DATAFLOW_YOUNG, tune_gc
 from models.keys import Keys
 from models.profile import decode_profile
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.parse_args(argv)
     print(header("nudge bench: Redis memory per customer", "bench.memory"))
     work = build_workload([data_path(REES46), data_path(TAOBAO)], 4, 1000)
-    tune_gc()
+    tune_gc(DATAFLOW_YOUNG)
     with tempfile.TemporaryDirectory(prefix="nudge-bench-memory-") as tmp_name:
         tmp = Path(tmp_name)
         server = RedisServer(tmp / "redis").start()

@@ -97,7 +97,7 @@ def dataflow(
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
-    from config.runtime import tune_gc
+    from config.runtime import DATAFLOW_YOUNG, tune_gc
     from dataflows.flow import build_flow
     from dataflows.redis_io import RecoveryStoreError
 
@@ -144,7 +144,7 @@ def dataflow(
             console.print(f"dataflow metrics on http://{s.metrics_host}:{port}/metrics")
         except OSError as exc:  # the dataflow matters more than its metrics
             log.warning("dataflow metrics not served on port %d: %s", s.metrics_port, exc)
-    tune_gc()
+    tune_gc(DATAFLOW_YOUNG)
     try:
         cli_main(
             flow,

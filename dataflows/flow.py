@@ -22,7 +22,7 @@ from bytewax.outputs import Sink
 
 from config import ConfigError, Settings, get_settings
 from config.catalog import Catalog, CatalogError, load_catalog
-from config.runtime import tune_gc
+from config.runtime import DATAFLOW_YOUNG, tune_gc
 from dataflows import metrics
 from dataflows.redis_io import (
     ARMED,
@@ -787,6 +787,6 @@ def __getattr__(name: str) -> Any:
         # Whether `bytewax.run` was given a recovery directory is not ours to parse: assume
         # it was, so snapshots are always real (and a restart without one refuses to rebuild
         # from trimmed streams rather than losing history).
-        tune_gc()
+        tune_gc(DATAFLOW_YOUNG)
         return build_flow(get_settings(), recovery=True)
     raise AttributeError(name)
