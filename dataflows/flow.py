@@ -182,11 +182,6 @@ class CustomerLogic:
     ) -> None:
         """`resume`: the stored node (`encode_node`), or None for a new id. `triggers`: the
         rules to arm timers for (None or all off: none)."""
-        if resume == b"":
-            raise RuntimeError(
-                "a recovery snapshot is empty: it was taken by a flow built with recovery=False "
-                "but run with a recovery store; rebuild the flow with recovery=True"
-            )
         self.params = params
         self.ip = ip
         self.prior = prior

@@ -154,8 +154,8 @@ def is_feedback(ev: Event) -> bool:
 
 @dataclass(slots=True)
 class FeedbackBook:
-    """The served decisions of a shard of customers, joined with what those customers do next
-    (`observe`, per customer) and timed out on the event-time watermark (`advance`), so a
+    """The served decisions of a partition's customers, joined with what those customers do
+    next (`observe`, per customer) and timed out on the event-time watermark (`advance`), so a
     customer who never comes back still yields the negative example of each decision.
 
     It sees a customer's served decisions, responses and orders only (the dataflow routes
@@ -203,15 +203,3 @@ class FeedbackBook:
             if not w.decisions and not w.early:
                 del self.waiting[cid]
         return out
-
-
-def encode_book(book: FeedbackBook) -> list[Any]:
-    """The book as a msgpack-able list (embedded in a timer shard's snapshot)."""
-    return [[cid, w.decisions, w.done, w.early] for cid, w in book.waiting.items()]
-
-
-def decode_book(rows: list[Any], params: FeedbackParams) -> FeedbackBook:
-    book = FeedbackBook(params)
-    for cid, decisions, done, early in rows:
-        book.adopt(cid, Waiting(decisions, done, early))
-    return book

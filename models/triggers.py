@@ -9,7 +9,7 @@ Two halves, both run by the dataflow:
   Started`` cancels it and arms ``abandoned_checkout``; an order cancels everything; the N-th
   view of one product or category in a session, with nothing added to the cart in it, arms
   ``browse_abandonment`` (every later view moves its deadline).
-- `Timers` holds the armed timers of a shard of customers and fires them when the event-time
+- `Timers` holds the armed timers of a partition's customers and fires them when the event-time
   *watermark* passes their deadline (`advance`). The watermark is the oldest of the stream
   partitions' (`Tick`): while a partition is read behind its tip, the newest event time read
   in its previous read (so a replay of history at full speed fires what the live run fired);
@@ -30,8 +30,6 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import msgpack
-
 from models.customer import CustomerState
 from models.events import (
     ORDER_COMPLETED,
@@ -51,12 +49,7 @@ CHECKOUT_STARTED: Final = "Checkout Started"
 ARMING: Final = frozenset(
     {PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED, CHECKOUT_STARTED, ORDER_COMPLETED}
 )
-TIMERS_VERSION: Final = 2
 _CANCEL: Final = -1
-
-
-class TriggerError(ValueError):
-    """A timers snapshot that cannot be read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +233,13 @@ def _cart_payload(cart: dict[str, list[float]], ev: Event | None) -> dict[str, A
     }
 
 
-# --- firing, per customer and per shard of customers ---------------------------------------
+# --- firing, per customer and across a partition's customers -----------------------------------
 
 
 @dataclass(slots=True)
 class CustomerTimers:
     """One customer's armed timers and the cooldowns of its rules: small, msgpack-able, kept
-    with the customer (`to_row`/`from_row`) or in a shard (`Timers`)."""
+    with the customer (`to_row`/`from_row`) or across a partition's customers (`Timers`)."""
 
     # rule -> [version, at_ms, step, payload, held until (0: not held)]
     armed: dict[str, list[Any]] = field(default_factory=dict)
@@ -341,7 +334,7 @@ def _gone(params: TriggerParams, rule_name: str, step: int) -> bool:
 
 @dataclass(slots=True)
 class Timers:
-    """The timers of a shard of customers, and the watermark that fires them."""
+    """The timers of a partition's customers, and the watermark that fires them."""
 
     params: TriggerParams
     customers: dict[str, CustomerTimers] = field(default_factory=dict)
@@ -411,30 +404,3 @@ class Timers:
                 if not ct.fired and not ct.armed:
                     del self.customers[cid]
         return out
-
-
-def encode_timers(t: Timers) -> bytes:
-    """Versioned msgpack of a shard's timers (recovery snapshots; never pickle)."""
-    rows = {cid: ct.to_row() for cid, ct in t.customers.items()}
-    return msgpack.packb([TIMERS_VERSION, rows, t.marks], use_bin_type=True)
-
-
-def decode_timers(data: bytes, params: TriggerParams) -> Timers:
-    row = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    if not isinstance(row, list) or not row or row[0] not in (1, TIMERS_VERSION):
-        raise TriggerError(f"unknown timers version {row[0] if row else None!r}")
-    t = Timers(params)
-    if row[0] == 1:  # "customer|rule" keys
-        _, armed, fired, marks = row
-        for kind, items in ((0, armed), (1, fired)):
-            for key, value in items.items():
-                cid, _, rule = key.rpartition("|")
-                ct = t.customers.get(cid) or t.customers.setdefault(cid, CustomerTimers())
-                (ct.armed if kind == 0 else ct.fired)[rule] = value
-    else:
-        _, rows, marks = row
-        t.customers = {cid: CustomerTimers.from_row(r) for cid, r in rows.items()}
-    t.marks = marks
-    for cid, ct in list(t.customers.items()):
-        t._queue(cid, ct)
-    return t

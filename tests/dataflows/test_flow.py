@@ -15,7 +15,6 @@ from dataflows.flow import PRODUCTS, PROFILE, Output, build_flow, profile_params
 from dataflows.redis_io import ARMED, STATE, WRITTEN
 from models.customer import step
 from models.events import Event
-from models.identity import IdentityParams
 from models.products import Catalogue, decode_catalogue, observations
 from models.profile import decode_profile, render, to_profile
 from models.segment import normalize
@@ -115,13 +114,6 @@ def test_duplicates_and_bounded_disorder(events: list[Event]) -> None:
             da, db = a[path[0]].pop(path[1]), b[path[0]].pop(path[1])
             assert da == pytest.approx(db, rel=1e-9, abs=1e-4), cid
         assert a == b, cid
-
-
-def test_an_empty_snapshot_is_refused_not_taken_for_a_new_customer() -> None:
-    from dataflows.flow import CustomerLogic
-
-    with pytest.raises(RuntimeError, match="recovery snapshot is empty"):
-        CustomerLogic(profile_params(Settings()), IdentityParams(), b"")
 
 
 def test_erase_marker_drops_the_state_and_late_events_start_afresh() -> None:
