@@ -364,6 +364,9 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
         self.partition: int | None = None  # known from its first item
         self.ids: OrderedDict[str, CustomerLogic] = OrderedDict()  # least recently used first
         self._seq: dict[str, int] = {}  # id -> the write sequence of its last STATE
+        # id -> the write sequence of its erasure, until the sink has stored it (Redis still
+        # holds the state from before: never to be read back)
+        self._gone: dict[str, int] = {}
         self.timers = Timers(triggers)
         self.book = FeedbackBook(FeedbackParams())
         self._indexed: set[str] = set()
@@ -379,7 +382,19 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
         self._indexed = set(armed)
 
     def _load(self, ids: list[str]) -> None:
-        blobs = self._store.load(ids) if self._store is not None else [None] * len(ids)
+        gone = self._gone
+        if gone:  # an id erased here whose deletion the sink has not stored yet is new
+            written = LEDGER.written
+            for k in [k for k, seq in gone.items() if seq <= written]:
+                del gone[k]
+        if self._store is None:
+            blobs: list[bytes | None] = [None] * len(ids)
+        elif gone:
+            stored = [k for k in ids if k not in gone]
+            found = dict(zip(stored, self._store.load(stored) if stored else [], strict=True))
+            blobs = [found.get(k) for k in ids]
+        else:
+            blobs = self._store.load(ids)
         timers, book = self.timers, self.book
         for k, blob in zip(ids, blobs, strict=True):
             lg = self._make(blob)
@@ -491,6 +506,8 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
             elif k in self._indexed:
                 removes.append(k)
         out += [(STATE, ERASED, k) for k in erased]
+        for k in erased:
+            self._gone[k] = seq
         if adds or removes:
             self._indexed.update(adds)
             self._indexed.difference_update(removes)

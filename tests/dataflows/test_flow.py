@@ -282,3 +282,40 @@ def test_a_decision_nobody_answers_becomes_a_negative_on_the_watermark() -> None
 
     assert models_after(t + 71 * h) == (1, 1)  # the click only: the other still waits
     assert models_after(t + 71 * h, t + 73 * h) == (2, 1)  # 72 h later: a negative
+
+
+def test_an_erased_id_is_never_read_back_before_the_sink_stored_its_deletion(
+    rclient: Any, prefix: str
+) -> None:
+    # the partition forgets an erased id at once, but Redis holds its state until the sink
+    # writes the deletion: an event in between must start afresh, not from the erased state
+    from dataflows.flow import CustomerLogic, PartitionLogic, identity_params, trigger_params
+    from dataflows.redis_io import ERASED, LEDGER, NodeStore
+    from models.events import erase_marker
+    from models.identity import decode_node
+    from models.keys import Keys
+
+    settings = Settings(partitions=1, key_prefix=prefix)
+    keys = Keys(prefix)
+    params, ip = profile_params(settings), identity_params(settings)
+
+    def make(blob: bytes | None) -> CustomerLogic:
+        return CustomerLogic(params, ip, blob)
+
+    part = PartitionLogic(make, trigger_params(settings), NodeStore(lambda: rclient, keys), 1, 1)
+    part.start(0)
+
+    def viewed(n: int) -> Event:
+        return Event("track", f"m{n}", NOW + n, NOW, "web", user_id="u1", event="Page Viewed")
+
+    def states(out: list[Output]) -> dict[str, Any]:
+        return {o[2]: o[1] for o in out if o[0] == STATE}
+
+    stored = states(part.on_batch([viewed(1), viewed(2)])[0])["u1"]
+    rclient.set(keys.state("u1"), stored)  # the sink stored it ...
+    LEDGER.written = LEDGER.emitted
+    assert states(part.on_batch([erase_marker("u1", "e1", NOW + 10)])[0]) == {"u1": ERASED}
+    # ... but has not yet stored the deletion when the next event comes
+    again = states(part.on_batch([viewed(3)])[0])["u1"]
+    node = decode_node(again)
+    assert node.customer is not None and node.customer.counts == {"Page Viewed": 1}
