@@ -97,7 +97,8 @@ class Control:
       (`encode_state`, or b"" if it had none), with its ids, open requests and held events.
     - REFUSE: reply to ``req``: the merge would exceed the id limit.
     - FORWARD: ``event`` reached an id that was merged into ``to``.
-    - DROP: ``to`` belonged to an erased customer: forget it.
+    - DROP: ``to`` belonged to the erased customer ``sender``: forget it (if it still points
+      there; "" from an older version: whatever it points to).
     """
 
     kind: int
@@ -123,7 +124,7 @@ def control_to_row(c: Control) -> list[Any]:
         assert c.event is not None
         return [CONTROL_VERSION, FORWARD, c.to, event_to_row(c.event)]
     if c.kind == DROP:
-        return [CONTROL_VERSION, DROP, c.to]
+        return [CONTROL_VERSION, DROP, c.to, c.sender]
     if c.kind == LINK:
         return [
             CONTROL_VERSION, LINK, c.to, c.sender, c.req, c.sender_kind, c.to_kind, c.size,
@@ -147,7 +148,7 @@ def row_to_control(row: Any) -> Control:
         if kind == FORWARD:
             return Control(FORWARD, to, event=row_to_event(row[3]))
         if kind == DROP:
-            return Control(DROP, to)
+            return Control(DROP, to, row[3] if len(row) > 3 else "")
         if kind == LINK:
             _, _, _, sender, req, skind, tkind, size, answers = row
             return Control(LINK, to, sender, req, skind, tkind, size, answers)
@@ -358,7 +359,13 @@ class Stitcher:
     def event(self, node: Node | None, ev: Event, out: Outbox) -> Node | None:
         out.touched = True
         if ev.type == ERASE:
-            self.erase(node, out, forward="of" not in ev.properties)
+            of = ev.properties.get("of")
+            if of is not None:  # a linked id's own marker: it only unlinks the id from `of`
+                if node is None or node.target != of:
+                    return node  # unlinked already (and maybe a new customer since)
+                out.links[self.key] = ""
+                return None
+            self.erase(node, out)
             return None
         if node is None:
             node = Node(self.key, USER if ev.user_id == self.key else ANON)
@@ -432,13 +439,11 @@ class Stitcher:
             ev = node.held.pop(0)
             self._step(node, ev, out)
 
-    def erase(self, node: Node | None, out: Outbox, forward: bool = True) -> None:
-        """Forget this id. `forward`: the marker names the customer to erase, and an id
-        merged away passes it on to its canonical id; else it is a linked id's own marker
-        (the customer has its own), which only unlinks it."""
+    def erase(self, node: Node | None, out: Outbox) -> None:
+        """Forget the customer this id names, with its data and the links of its ids."""
         if node is not None and node.target is not None:
-            if forward:  # the API resolved to an id merged away since: erase its customer
-                out.sends.append(Control(FORWARD, node.target, event=_erase_for(node.target)))
+            # the API resolved to an id merged away since: erase the customer it joined
+            out.sends.append(Control(FORWARD, node.target, event=_erase_for(node.target)))
             out.links[self.key] = ""
             return
         out.removed = True
@@ -447,7 +452,7 @@ class Stitcher:
         if node is not None:
             for other in node.ids:
                 out.links[other] = ""
-                out.sends.append(Control(DROP, other))
+                out.sends.append(Control(DROP, other, self.key))
 
     # --- control records --------------------------------------------------------------------
     def control(self, node: Node | None, c: Control, out: Outbox) -> Node | None:
@@ -457,10 +462,10 @@ class Stitcher:
             assert c.event is not None
             return self.event(node, c.event, out)
         if kind == DROP:
-            if node is not None and node.target is not None:
+            if node is not None and node.target is not None and c.sender in ("", node.target):
                 out.links[self.key] = ""
                 return None
-            return node
+            return node  # not (or no longer) a pointer to the erased customer
         if node is not None and node.target is not None:
             # merged away: whatever was meant for this id goes to its group
             out.sends.append(_readdress(c, node.target))

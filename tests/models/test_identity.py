@@ -13,12 +13,15 @@ import dataclasses
 import random
 from typing import Any
 
+import msgpack
 import pytest
 
 from models.customer import ProfileParams, step
 from models.events import ERASE, Event, erase_marker, erase_markers
 from models.identity import (
     ANON,
+    CONTROL_VERSION,
+    DROP,
     USER,
     Control,
     IdentityParams,
@@ -288,6 +291,39 @@ def test_an_event_sent_after_the_erasure_never_reaches_the_erased_customer() -> 
         for any_id in ("a1", "u1"):  # and a linked id's marker leaves the new "u1" alone
             cid, doc = log.profile(any_id) or ("", {})
             assert (cid, doc["events"]["total"], doc["ids"]) == (any_id, 1, []), seed
+
+
+def test_a_repeated_erasure_leaves_the_new_customer_of_a_freed_id_alone() -> None:
+    log = replay([ev("m1", 0, anon="a1"), identify("m2", 1, "a1", "u1")])
+    log.redis.clear()
+    log.send(erase_markers("u1", ["a1"], "e1", T0 + 10_000))
+    log.run()
+    log.send([ev("m9", 3, anon="a1")])  # a1, freed: a customer of its own now
+    log.run()
+    # a DELETE retried with a stale resolution sends a1 another marker "of u1"
+    log.send(erase_markers("u1", ["a1"], "e2", T0 + 20_000)[1:])
+    log.run()
+    cid, doc = log.profile("a1") or ("", {})
+    assert (cid, doc["events"]["total"]) == ("a1", 1)
+
+
+def test_a_late_drop_does_not_unlink_an_id_linked_elsewhere_since() -> None:
+    # a1 was freed by its own marker and linked to u2 before u1's DROP reached it
+    log = replay([ev("m1", 0, anon="a1"), identify("m2", 1, "a1", "u2")])
+    assert log.profile("a1") is not None and log.profile("a1")[0] == "u2"  # type: ignore[index]
+    log.send([Control(DROP, "a1", "u1")])
+    log.run()
+    assert log.profile("a1")[0] == "u2" and log.redis.get("link:a1") == "u2"  # type: ignore[index]
+    log.send([Control(DROP, "a1", "u2")])  # u2's own erasure does unlink it
+    log.run()
+    assert "link:a1" not in log.redis
+
+
+def test_drop_records_of_the_previous_format_are_read() -> None:
+    (c,) = decode_controls(msgpack.packb([[CONTROL_VERSION, DROP, "a1"]]))
+    assert (c.kind, c.to, c.sender) == (DROP, "a1", "")
+    (back,) = decode_controls(encode_controls([Control(DROP, "a1", "u1")]))
+    assert back.sender == "u1"
 
 
 def test_erase_named_by_a_merged_id_reaches_the_customer() -> None:
