@@ -253,6 +253,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
             if other != stream
         ]
         self._peer_wm = {q: -(2**62) for q, _ in self._peers}
+        self._started_ms: int | None = None  # a peer's watermark written before is stale
         label = str(partition)
         self._events_metric = metrics.EVENTS.labels(label)
         self._entries_metric = metrics.ENTRIES.labels(label)
@@ -323,8 +324,11 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         if self._max_ts > -(2**62):
             report[progress_field(stream, "ts")] = self._max_ts
             self._event_time_metric.set(self._max_ts / 1000)
-        if self._sent_wm > -(2**62):
-            report[progress_field(stream, "wm")] = self._sent_wm
+        wall = self._wall_ms()
+        if self._started_ms is None:
+            self._started_ms = wall
+        if self._sent_wm > -(2**62):  # with when it was written
+            report[progress_field(stream, "wm")] = f"{self._sent_wm} {wall}"
         pipe = self._r.pipeline(transaction=False)
         pipe.hset(self._keys.progress(), mapping=report)
         pipe.hincrby(self._keys.progress(), progress_field(stream, "events"), self._unreported)
@@ -339,8 +343,15 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
             return []
         ticks: list[Keyed] = []
         for (q, _), raw in zip(self._peers, got[-1], strict=True):
-            if raw is not None and int(raw) > self._peer_wm[q]:
-                self._peer_wm[q] = wm = int(raw)
+            if raw is None:
+                continue
+            wm_s, _, at_s = raw.partition(b" ")
+            # a value left by a run before this one started is not where that partition
+            # is now (it may be replaying from its snapshot): wait for its next report
+            if not at_s or int(at_s) < self._started_ms:
+                continue
+            if (wm := int(wm_s)) > self._peer_wm[q]:
+                self._peer_wm[q] = wm
                 ticks.append((f"{TICK_KEY}{q}", Tick(q, wm)))
         return ticks
 

@@ -111,25 +111,32 @@ def test_a_partition_sends_the_other_partitions_watermarks_from_their_reports(
 ) -> None:
     # each partition's customers are processed where it is read, and their timers wait for
     # every partition's watermark: a reader publishes its own in its progress report and
-    # passes on the others' as their ticks
+    # passes on the others' as their ticks (once each, and none left by an earlier run)
     keys = Keys(prefix)
     src = RedisStreamSource(lambda: rclient, keys, 2, read_events=200, trim_after_s=None)
-    clock = Clock()
+    clock, now, t = Clock(), [10**12], 10**12
     readers = [src.build_part("read_events", keys.events(q), None) for q in (0, 1)]
-    for q, r in enumerate(readers):
+    for r in readers:
         r._clock = clock
-        r._wall_ms = lambda q=q: 10**12 + q * 1000  # type: ignore[misc]
+        r._wall_ms = lambda: now[0]  # type: ignore[method-assign]
+    # partition 1's watermark as an earlier run left it: not where it is now
+    rclient.hset(keys.progress(), progress_field(keys.events(1), "wm"), f"{10**13} {10**11}")
 
-    def read(q: int) -> list[Tick]:
+    def peers(q: int, wall_moves: bool = True) -> list[Tick]:
         clock.t += 1.0  # (reports are throttled)
-        return [v for _, v in readers[q].next_batch()]
+        got = [v for _, v in readers[q].next_batch()]
+        now[0] += 1000 if wall_moves else 0
+        return [v for v in got if v.partition != q]
 
-    assert read(0) == [Tick(0, 10**12)]  # its own watermark; nothing from 1 yet
-    assert read(0) == []  # reported
-    assert read(1) == [Tick(0, 10**12), Tick(1, 10**12 + 1000)]
-    assert read(1) == []
-    assert read(0) == [Tick(1, 10**12 + 1000)]
-    assert read(0) == read(1) == []  # each once
+    assert peers(0) == []  # the stale one is ignored
+    assert peers(1) == []  # 0 has not reported a watermark yet
+    assert peers(0) == []  # it reports t; 1 has not
+    assert peers(1) == [Tick(0, t)]
+    assert peers(0, wall_moves=False) == [Tick(1, t + 1000)]  # not the stale 10**13
+    assert peers(1, wall_moves=False) == [Tick(0, t + 2000)]  # it moved on meanwhile
+    for _ in range(2):  # the clock stopped: what they report stops moving
+        peers(0, wall_moves=False), peers(1, wall_moves=False)
+    assert peers(0, wall_moves=False) == peers(1, wall_moves=False) == []  # each sent once
 
 
 def test_undecodable_entry_is_dead_lettered_not_fatal(rclient: redis.Redis, prefix: str) -> None:
