@@ -141,9 +141,8 @@ class Store:
             pipe.delete(self.keys.link(other))
         by_partition: dict[int, list[Event]] = {}
         for marker in erase_markers(cid, ids, marker_id, now_ms):
-            by_partition.setdefault(partition_for(marker.customer_key, self.partitions), []).append(
-                marker
-            )
+            p = partition_for(marker.customer_key, self.partitions)
+            by_partition.setdefault(p, []).append(marker)
         first = partition_for(cid, self.partitions)  # the customer's own marker's entry first
         for p in sorted(by_partition, key=lambda p: p != first):
             pipe.xadd(self._streams[p], {ENTRY_FIELD: encode_entry(by_partition[p])})

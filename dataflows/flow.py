@@ -364,9 +364,6 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
         self.partition: int | None = None  # known from its first item
         self.ids: OrderedDict[str, CustomerLogic] = OrderedDict()  # least recently used first
         self._seq: dict[str, int] = {}  # id -> the write sequence of its last STATE
-        # id -> the write sequence of its erasure, until the sink has stored it (Redis still
-        # holds the state from before: never to be read back)
-        self._gone: dict[str, int] = {}
         self.timers = Timers(triggers)
         self.book = FeedbackBook(FeedbackParams())
         self._indexed: set[str] = set()
@@ -382,19 +379,7 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
         self._indexed = set(armed)
 
     def _load(self, ids: list[str]) -> None:
-        gone = self._gone
-        if gone:  # an id erased here whose deletion the sink has not stored yet is new
-            written = LEDGER.written
-            for k in [k for k, seq in gone.items() if seq <= written]:
-                del gone[k]
-        if self._store is None:
-            blobs: list[bytes | None] = [None] * len(ids)
-        elif gone:
-            stored = [k for k in ids if k not in gone]
-            found = dict(zip(stored, self._store.load(stored) if stored else [], strict=True))
-            blobs = [found.get(k) for k in ids]
-        else:
-            blobs = self._store.load(ids)
+        blobs = self._store.load(ids) if self._store is not None else [None] * len(ids)
         timers, book = self.timers, self.book
         for k, blob in zip(ids, blobs, strict=True):
             lg = self._make(blob)
@@ -479,8 +464,9 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
     def _store_changes(self, touched: set[str], erased: list[str]) -> list[Output]:
         ids, timers, book = self.ids, self.timers, self.book
         for k in erased:
-            del ids[k]
-            self._seq.pop(k, None)
+            # an empty node, evicted like any other once the sink has stored the deletion:
+            # until then Redis still holds the erased state, never to be read back
+            ids[k] = self._make(None)
             timers.forget(k)
             book.waiting.pop(k, None)
             touched.discard(k)
@@ -507,7 +493,7 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
                 removes.append(k)
         out += [(STATE, ERASED, k) for k in erased]
         for k in erased:
-            self._gone[k] = seq
+            self._seq[k] = seq
         if adds or removes:
             self._indexed.update(adds)
             self._indexed.difference_update(removes)
@@ -573,13 +559,11 @@ class CustomerSource(FixedPartitionedSource[tuple[str, Output], str]):
         self._logic = logic
 
     def list_parts(self) -> list[str]:
-        self._parts = self._inner.list_parts()
-        return self._parts
+        return self._inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _Customers:
-        parts = getattr(self, "_parts", None) or self._inner.list_parts()
         logic = self._logic()
-        logic.start(parts.index(for_part))
+        logic.start(self._inner.list_parts().index(for_part))
         return _Customers(self._inner.build_part(step_id, for_part, resume_state), logic)
 
 

@@ -34,13 +34,7 @@ from models.identity import (
     decode_controls,
     encode_controls,
 )
-from models.keys import (
-    Keys,
-    layout_error,
-    partition_for,
-    progress_field,
-    stream_id,
-)
+from models.keys import Keys, layout_error, partition_for, progress_field, stream_id
 from models.progress import Probe
 from models.triggers import Tick, Trigger
 

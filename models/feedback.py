@@ -54,14 +54,6 @@ class Waiting:
     done: list[str] = field(default_factory=list)  # recent decision ids with an outcome
     early: list[list[Any]] = field(default_factory=list)  # [id, clicked, at]: ahead of it
 
-    def due(self, params: FeedbackParams) -> int | None:
-        """When (event time) the watermark must look at it again: the oldest decision's
-        timeout or the oldest early answer's expiry; None if neither waits."""
-        at = [self.decisions[0][3] + params.timeout_ms] if self.decisions else []
-        if self.early:
-            at.append(min(e[2] for e in self.early) + params.early_ms)
-        return min(at) if at else None
-
     def to_row(self) -> list[Any]:
         return [self.decisions, self.done, self.early]
 

@@ -220,7 +220,7 @@ class Node:
     pending: dict[str, int] = field(default_factory=dict)
     held: list[Event] = NONE  # events held until `pending` empties
     # the id's trigger timers and served decisions awaiting an outcome, stored with it (the
-    # dataflow's bucket fires and expires them; None: nothing armed or waiting)
+    # dataflow's partition fires and expires them; None: nothing armed or waiting)
     timers: CustomerTimers | None = None
     waiting: Waiting | None = None
 
