@@ -468,7 +468,7 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
             # until then Redis still holds the erased state, never to be read back
             ids[k] = self._make(None)
             timers.forget(k)
-            book.waiting.pop(k, None)
+            book.forget(k)
             touched.discard(k)
         missing = [k for k in touched if k not in ids]
         if missing:  # fired or expired on the watermark while out of memory

@@ -36,6 +36,9 @@ class FeedbackParams:
     early_ms: int = 3600 * 1000  # how long a response may wait for its decision to be logged
 
 
+_QUEUE_SLACK: Final = 1_024  # superseded entries the queue may hold past twice the live ones
+
+
 @dataclass(frozen=True, slots=True)
 class Example:
     decision_id: str
@@ -155,28 +158,49 @@ class FeedbackBook:
 
     params: FeedbackParams = field(default_factory=FeedbackParams)
     waiting: dict[str, Waiting] = field(default_factory=dict)  # customer -> decisions
-    _heap: list[tuple[int, str]] = field(default_factory=list)  # (timeout at, customer)
+    # one live queue entry per customer, for its next deadline (`_queued`); an entry that a
+    # later deadline superseded is skipped when it comes up, and the queue is rebuilt once
+    # those outnumber the live ones: it grows with the customers waiting, not the decisions
+    _heap: list[tuple[int, str]] = field(default_factory=list)  # (deadline, customer)
+    _queued: dict[str, int] = field(default_factory=dict)  # customer -> its live deadline
 
     def add(self, customer_id: str, ev: Event) -> list[Example]:
         w = self.waiting.get(customer_id)
         w, examples = watch(w, ev, self.params)
         if w is None:
-            self.waiting.pop(customer_id, None)
+            self.forget(customer_id)
         else:
             self.waiting[customer_id] = w
-            if ev.type == DECISION and w.decisions:
-                heapq.heappush(self._heap, (ev.timestamp + self.params.timeout_ms, customer_id))
-            elif w.early:  # an answer ahead of its decision: dropped if that never comes
-                heapq.heappush(self._heap, (ev.timestamp + self.params.early_ms, customer_id))
+            self._queue(customer_id, w)
         return examples
 
     def adopt(self, customer_id: str, w: Waiting) -> None:
         """Take in a customer's waiting decisions (read back from where they were stored)."""
         self.waiting[customer_id] = w
-        for d in w.decisions:
-            heapq.heappush(self._heap, (d[3] + self.params.timeout_ms, customer_id))
-        for e in w.early:
-            heapq.heappush(self._heap, (e[2] + self.params.early_ms, customer_id))
+        self._queue(customer_id, w)
+
+    def forget(self, customer_id: str) -> None:
+        """Drop everything of a customer (nothing waits any more, or erased)."""
+        self.waiting.pop(customer_id, None)
+        self._queued.pop(customer_id, None)
+
+    def _queue(self, customer_id: str, w: Waiting) -> None:
+        # the deadline `expire` next acts on: the oldest decision's timeout (it expires them
+        # oldest first) or the oldest early answer's
+        p = self.params
+        due = w.decisions[0][3] + p.timeout_ms if w.decisions else None
+        if w.early:
+            early = min(e[2] for e in w.early) + p.early_ms
+            due = early if due is None or early < due else due
+        if due is None:
+            self._queued.pop(customer_id, None)
+        elif self._queued.get(customer_id) != due:
+            self._queued[customer_id] = due
+            heap = self._heap
+            heapq.heappush(heap, (due, customer_id))
+            if len(heap) > 2 * len(self._queued) + _QUEUE_SLACK:
+                self._heap = [(d, c) for c, d in self._queued.items()]
+                heapq.heapify(self._heap)
 
     def advance(self, watermark_ms: int, touched: set[str] | None = None) -> list[Example]:
         """The negatives of every decision whose timeout the watermark has passed; the
@@ -184,7 +208,10 @@ class FeedbackBook:
         out: list[Example] = []
         heap = self._heap
         while heap and heap[0][0] < watermark_ms:
-            _, cid = heapq.heappop(heap)
+            due, cid = heapq.heappop(heap)
+            if self._queued.get(cid) != due:
+                continue  # superseded, or nothing waits any more
+            del self._queued[cid]
             w = self.waiting.get(cid)
             if w is None:
                 continue
@@ -194,4 +221,6 @@ class FeedbackBook:
                 touched.add(cid)
             if not w.decisions and not w.early:
                 del self.waiting[cid]
+            else:
+                self._queue(cid, w)  # its next deadline, past the watermark
         return out

@@ -50,6 +50,7 @@ ARMING: Final = frozenset(
     {PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED, CHECKOUT_STARTED, ORDER_COMPLETED}
 )
 _CANCEL: Final = -1
+_QUEUE_SLACK: Final = 1_024  # stale entries the timer queue may hold past twice the live ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +372,14 @@ class Timers:
                 del self.customers[customer_id]
         elif self._queued.get(customer_id) != due:
             self._queued[customer_id] = due
-            heapq.heappush(self._heap, (due, customer_id))
+            heap = self._heap
+            heapq.heappush(heap, (due, customer_id))
+            # A moved deadline leaves its old entry behind (skipped when it comes up): past
+            # twice the live ones, rebuild the queue from them, so it grows with the armed
+            # customers rather than with every cart change (amortised O(1) per push)
+            if len(heap) > 2 * len(self._queued) + _QUEUE_SLACK:
+                self._heap = [(d, c) for c, d in self._queued.items()]
+                heapq.heapify(self._heap)
 
     def watermark(self) -> int | None:
         """The oldest partition's watermark; None until every partition has reported."""

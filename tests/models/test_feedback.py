@@ -122,3 +122,24 @@ def test_the_book_times_out_decisions_of_customers_who_never_come_back() -> None
     assert "u3" in back.waiting
     back.advance(P.early_ms + 1)
     assert back.waiting == {}
+
+
+def test_the_books_queue_grows_with_the_customers_waiting_not_the_decisions() -> None:
+    from models.feedback import FeedbackBook
+
+    book = FeedbackBook(P)
+    labelled: list[str] = []
+    for n in range(5_000):  # 50 customers, 100 decisions each, a click now and then
+        cid = f"u{n % 50}"
+        ev = decision_event(cid, f"d{n}", "m", "email", 1.0, False, n * 1_000, {})
+        labelled += [e.decision_id for e in book.add(cid, ev)]
+        if n % 7 == 0:
+            click = Event("track", f"c{n}", n * 1_000 + 1, n * 1_000 + 1, "email", user_id=cid,
+                          event="Message Clicked", properties={"decision_id": f"d{n}"})  # fmt: skip
+            labelled += [e.decision_id for e in book.add(cid, click)]
+    assert len(book.waiting) == 50
+    assert len(book._heap) <= 2 * 50 + 1_024  # not one entry per decision served
+    assert book.advance(72 * H) == []  # nothing due yet: the last decisions are recent
+    labelled += [e.decision_id for e in book.advance(10**15)]
+    assert sorted(labelled) == sorted(f"d{n}" for n in range(5_000))  # each exactly once
+    assert book.waiting == {} and book.advance(10**16) == []

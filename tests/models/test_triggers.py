@@ -245,3 +245,20 @@ def test_a_customers_timers_fire_on_their_own_as_in_a_shard() -> None:
         (CART, "u2", 0), (CHECKOUT, "u1", 0), (CART, "u2", 1),
     ]  # fmt: skip  # deadline order across customers
     assert all(not ct.armed for ct in alone.values())
+
+
+def test_a_timer_moved_again_and_again_leaves_no_trail_in_the_queue() -> None:
+    # Every cart change moves the customer's deadline; the queue drops the entries it
+    # supersedes lazily, so without compaction it grew with the changes, not the customers
+    # (a soak's dataflow gained ~2 MB a minute before its first timer was due).
+    r = Run()
+    for n in range(5_000):
+        r.send(add(n, n / 100, f"p{n % 7}", cid=f"u{n % 50}"))
+    assert len(r.timers.customers) == 50
+    assert len(r.timers._heap) <= 2 * 50 + 1_024  # live timers, and a bounded slack
+    r.until(10_000)
+    assert sorted(t.customer_id for t in r.fired) == sorted(f"u{i}" for i in range(50))
+    assert [t.due_ms for t in r.fired] == sorted(t.due_ms for t in r.fired)  # deadline order
+    # each at an hour after the customer's last cart change
+    assert [t.due_ms for t in r.fired] == [add(4_950 + i, (4_950 + i) / 100).timestamp + H
+                                           for i in range(50)]  # fmt: skip
