@@ -7,6 +7,11 @@ contact history), pipelined. Also
 shown: what the deployment-wide keys take (the product index, models, progress, triggers)
 and what the event streams hold, which the dataflow trims once snapshots pass them
 (`NUDGE_TRIM_AFTER_S`), so they are not per-customer state.
+
+Then the dataflow's side: every customer's stored state read back into the partitions'
+caches as the dataflow keeps them (`dataflows.flow.PartitionLogic`, up to
+``NUDGE_CACHE_CUSTOMERS`` in all), the Python heap they take measured with `tracemalloc`:
+bytes per cached customer, to size the dataflow's memory (cache size x this).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 import redis
@@ -24,7 +30,10 @@ from bench.machine import header, table
 from cli.embedded import RedisServer
 from config import Settings
 from config.runtime import DATAFLOW_YOUNG, tune_gc
-from models.keys import Keys
+from dataflows.flow import CustomerLogic, PartitionLogic, identity_params, trigger_params
+from dataflows.redis_io import NodeStore, client_factory
+from models.customer import profile_params
+from models.keys import Keys, partition_for
 from models.profile import decode_profile
 
 TARGET = 1024  # bytes per customer
@@ -44,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             client = redis.Redis.from_url(server.url)
             assert server.proc is not None
             run_once("nudge", False, settings, work, client, tmp, [server.proc.pid])
-            rows, per_customer = measure(client, Keys(settings.key_prefix))
+            rows, per_customer, ids = measure(client, Keys(settings.key_prefix))
             info = client.info("memory")
+            cached = cache_bytes(settings, ids)
             client.close()
         finally:
             server.stop()
@@ -60,11 +70,43 @@ def main(argv: list[str] | None = None) -> int:
     print(f"redis         used_memory {info['used_memory']:,} B in all")
     verdict = "met" if mean <= TARGET else "NOT met"
     print(f"target        ≤ {TARGET:,} B per customer (mean of all their keys): {verdict}")
+    print(f"dataflow      {cached / max(1, len(ids)):,.0f} B of Python heap per cached id "
+          f"({len(ids):,} ids read back into the partitions' caches: {cached / 2**20:,.1f} MiB; "
+          f"tracemalloc)")  # fmt: skip
     return 0
 
 
-def measure(client: redis.Redis, keys: Keys) -> tuple[list[list[object]], list[int]]:
-    """Per-kind totals, and each customer's bytes over all their keys."""
+def cache_bytes(settings: Settings, ids: list[str]) -> int:
+    """The Python heap that the dataflow's partition caches take holding `ids`, read back
+    from Redis as the flow reads them (`PartitionLogic`, one MGET per thousand)."""
+    params, ip = profile_params(settings), identity_params(settings)
+    triggers = trigger_params(settings)
+    store = NodeStore(client_factory(settings.require_redis(), False), Keys(settings.key_prefix))
+
+    def customer(blob: bytes | None) -> CustomerLogic:
+        return CustomerLogic(params, ip, blob, None, settings.products, triggers)
+
+    n = settings.partitions
+    by_partition: dict[int, list[str]] = {p: [] for p in range(n)}
+    for i in ids:
+        by_partition[partition_for(i, n)].append(i)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    caches = [PartitionLogic(customer, triggers, store, n, len(ids)) for _ in range(n)]
+    for p, logic in enumerate(caches):
+        logic.start(p)
+        part = by_partition[p]
+        for k in range(0, len(part), 1000):
+            logic.warm(part[k : k + 1000])
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert sum(len(c.ids) for c in caches) == len(ids)
+    return after - before
+
+
+def measure(client: redis.Redis, keys: Keys) -> tuple[list[list[object]], list[int], list[str]]:
+    """Per-kind totals, each customer's bytes over all their keys, and every id with a
+    stored state."""
     profiles = [k.decode() for k in client.scan_iter(match=keys.profile("*"), count=5000)]
     customers = [k[k.index("{") + 1 : k.rindex("}")] for k in profiles]
     own: dict[str, list[str]] = {}
@@ -104,7 +146,8 @@ def measure(client: redis.Redis, keys: Keys) -> tuple[list[list[object]], list[i
             pipe.memory_usage(k, samples=0)
         total = sum(v or 0 for v in pipe.execute())
         rows.append([label, f"{len(group):,}", f"{total:,}", "-"])
-    return rows, per_customer
+    ids = [k for ks in own.values() for k in ks if k.endswith("}:state")]
+    return rows, per_customer, [k[k.index("{") + 1 : k.rindex("}")] for k in ids]
 
 
 if __name__ == "__main__":

@@ -378,6 +378,10 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
             self._load(armed[i : i + 1000])
         self._indexed = set(armed)
 
+    def warm(self, ids: list[str]) -> None:
+        """Read `ids` (of this partition, not in memory yet) into the cache, in one MGET."""
+        self._load(ids)
+
     def _load(self, ids: list[str]) -> None:
         blobs = self._store.load(ids) if self._store is not None else [None] * len(ids)
         timers, book = self.timers, self.book
