@@ -256,8 +256,11 @@ def _policy(raw: Any, where: str) -> ContactPolicy:
     for ch, windows in raw_caps.items():
         if ch != "*" and ch not in CHANNELS:
             raise fail(f"caps.{ch}", f"unknown channel (known: *, {', '.join(CHANNELS)})")
-        if not isinstance(windows, dict) or not windows or set(windows) - set(_WINDOWS):
-            raise fail(f"caps.{ch}", "a table {day = N, week = N} (either or both)")
+        if not isinstance(windows, dict) or set(windows) - set(_WINDOWS):
+            raise fail(f"caps.{ch}", "a table {day = N, week = N} (either, both or none)")
+        if not windows:  # {}: no cap there (and no history kept for one)
+            caps.pop(ch, None)
+            continue
         for w, n in windows.items():
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise fail(f"caps.{ch}.{w}", "a whole number ≥ 0 (0: never)")

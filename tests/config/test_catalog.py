@@ -181,3 +181,20 @@ def test_policy_caps_override_per_channel() -> None:
     policy = parse_catalog({**base(), "policy": {"caps": {"sms": {"week": 1}}}}).policy
     assert policy.caps["sms"] == (Cap(1, 7 * 86_400),)
     assert policy.caps["email"] == ContactPolicy().caps["email"]  # the others keep defaults
+
+
+def test_an_empty_caps_table_removes_that_cap_and_the_history_it_needs() -> None:
+    caps = {ch: {} for ch in ContactPolicy().caps}
+    catalog = parse_catalog({**base(), "policy": {"caps": caps}})
+    assert catalog.policy.caps == {}
+    # the contact history then reaches back only as far as the longest cooldown
+    assert catalog.keep_s == max(m.cooldown_s for m in catalog.messages)
+    no_overall = parse_catalog({**base(), "policy": {"caps": {"*": {}}}}).policy
+    assert "*" not in no_overall.caps
+    assert no_overall.caps["email"] == ContactPolicy().caps["email"]
+
+
+def test_the_soaks_catalog_loads_uncapped_with_a_minute_of_history() -> None:
+    soak = load_catalog(Path(__file__).parents[2] / "bench" / "soak_catalog.toml")
+    assert soak.policy.caps == {} and soak.keep_s == 60
+    assert all(m.channels == ("web",) for m in soak.messages)
