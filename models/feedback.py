@@ -16,10 +16,10 @@ Each decision yields exactly one example; later signals about it are ignored.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from models.deadlines import DeadlineQueue
 from models.events import DECISION, ORDER_COMPLETED, Event
 
 MESSAGE_CLICKED: Final = "Message Clicked"
@@ -34,9 +34,6 @@ class FeedbackParams:
     timeout_ms: int = 72 * 3600 * 1000
     max_waiting: int = 16  # decisions a customer keeps waiting for an outcome, at most
     early_ms: int = 3600 * 1000  # how long a response may wait for its decision to be logged
-
-
-_QUEUE_SLACK: Final = 1_024  # superseded entries the queue may hold past twice the live ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +155,8 @@ class FeedbackBook:
 
     params: FeedbackParams = field(default_factory=FeedbackParams)
     waiting: dict[str, Waiting] = field(default_factory=dict)  # customer -> decisions
-    # one live queue entry per customer, for its next deadline (`_queued`); an entry that a
-    # later deadline superseded is skipped when it comes up, and the queue is rebuilt once
-    # those outnumber the live ones: it grows with the customers waiting, not the decisions
-    _heap: list[tuple[int, str]] = field(default_factory=list)  # (deadline, customer)
-    _queued: dict[str, int] = field(default_factory=dict)  # customer -> its live deadline
+    # each waiting customer's next deadline
+    _deadlines: DeadlineQueue = field(default_factory=DeadlineQueue)
 
     def add(self, customer_id: str, ev: Event) -> list[Example]:
         w = self.waiting.get(customer_id)
@@ -182,7 +176,7 @@ class FeedbackBook:
     def forget(self, customer_id: str) -> None:
         """Drop everything of a customer (nothing waits any more, or erased)."""
         self.waiting.pop(customer_id, None)
-        self._queued.pop(customer_id, None)
+        self._deadlines.discard(customer_id)
 
     def _queue(self, customer_id: str, w: Waiting) -> None:
         # the deadline `expire` next acts on: the oldest decision's timeout (it expires them
@@ -192,26 +186,14 @@ class FeedbackBook:
         if w.early:
             early = min(e[2] for e in w.early) + p.early_ms
             due = early if due is None or early < due else due
-        if due is None:
-            self._queued.pop(customer_id, None)
-        elif self._queued.get(customer_id) != due:
-            self._queued[customer_id] = due
-            heap = self._heap
-            heapq.heappush(heap, (due, customer_id))
-            if len(heap) > 2 * len(self._queued) + _QUEUE_SLACK:
-                self._heap = [(d, c) for c, d in self._queued.items()]
-                heapq.heapify(self._heap)
+        self._deadlines.set(customer_id, due)
 
     def advance(self, watermark_ms: int, touched: set[str] | None = None) -> list[Example]:
         """The negatives of every decision whose timeout the watermark has passed; the
         customers whose waiting decisions changed are added to `touched`."""
         out: list[Example] = []
-        heap = self._heap
-        while heap and heap[0][0] < watermark_ms:
-            due, cid = heapq.heappop(heap)
-            if self._queued.get(cid) != due:
-                continue  # superseded, or nothing waits any more
-            del self._queued[cid]
+        while (nxt := self._deadlines.pop_due(watermark_ms - 1)) is not None:
+            cid = nxt[1]
             w = self.waiting.get(cid)
             if w is None:
                 continue

@@ -26,11 +26,11 @@ rule, version and step — so whoever delivers it can drop repeats after a crash
 from __future__ import annotations
 
 import hashlib
-import heapq
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from models.customer import CustomerState
+from models.deadlines import DeadlineQueue
 from models.events import (
     ORDER_COMPLETED,
     PRODUCT_ADDED,
@@ -50,7 +50,6 @@ ARMING: Final = frozenset(
     {PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED, CHECKOUT_STARTED, ORDER_COMPLETED}
 )
 _CANCEL: Final = -1
-_QUEUE_SLACK: Final = 1_024  # stale entries the timer queue may hold past twice the live ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,8 +339,8 @@ class Timers:
     params: TriggerParams
     customers: dict[str, CustomerTimers] = field(default_factory=dict)
     marks: dict[int, int] = field(default_factory=dict)  # partition -> watermark
-    _heap: list[tuple[int, str]] = field(default_factory=list)  # (due, customer)
-    _queued: dict[str, int] = field(default_factory=dict)  # customer -> its due in the heap
+    # each armed customer's next deadline
+    _deadlines: DeadlineQueue = field(default_factory=DeadlineQueue)
 
     def apply(self, op: TimerOp) -> None:
         ct = self.customers.get(op.customer_id)
@@ -358,28 +357,17 @@ class Timers:
     def forget(self, customer_id: str) -> None:
         """Drop everything of a customer (erased)."""
         self.customers.pop(customer_id, None)
-        self._queued.pop(customer_id, None)
+        self._deadlines.discard(customer_id)
 
     def is_armed(self, customer_id: str) -> bool:
         """Whether a timer of the customer waits for the watermark."""
-        return customer_id in self._queued
+        return customer_id in self._deadlines
 
     def _queue(self, customer_id: str, ct: CustomerTimers) -> None:
         due = ct.due(self.params)
-        if due is None:
-            self._queued.pop(customer_id, None)
-            if not ct.fired:
-                del self.customers[customer_id]
-        elif self._queued.get(customer_id) != due:
-            self._queued[customer_id] = due
-            heap = self._heap
-            heapq.heappush(heap, (due, customer_id))
-            # A moved deadline leaves its old entry behind (skipped when it comes up): past
-            # twice the live ones, rebuild the queue from them, so it grows with the armed
-            # customers rather than with every cart change (amortised O(1) per push)
-            if len(heap) > 2 * len(self._queued) + _QUEUE_SLACK:
-                self._heap = [(d, c) for c, d in self._queued.items()]
-                heapq.heapify(self._heap)
+        self._deadlines.set(customer_id, due)  # a cart change moves it
+        if due is None and not ct.fired:
+            del self.customers[customer_id]
 
     def watermark(self) -> int | None:
         """The oldest partition's watermark; None until every partition has reported."""
@@ -393,20 +381,19 @@ class Timers:
             self.marks[tick.partition] = tick.watermark_ms
         wm = self.watermark()
         out: list[Trigger] = []
-        heap = self._heap
-        while wm is not None and heap and heap[0][0] <= wm:
-            due, cid = heapq.heappop(heap)
-            if self._queued.get(cid) != due:
-                continue  # moved or cancelled since: a stale entry
-            del self._queued[cid]
+        if wm is None:
+            return out
+        deadlines = self._deadlines
+        while (nxt := deadlines.pop_due(wm)) is not None:
+            due, cid = nxt
             ct = self.customers[cid]
             # one at a time, so triggers come out in deadline order across customers
             t = ct._next(cid, due, self.params)
             if t is not None:
                 out.append(t)
             self._queue(cid, ct)
-        if wm is not None and len(self.customers) > 2 * max(64, len(self._queued)):
-            for cid in [c for c in self.customers if c not in self._queued]:
+        if len(self.customers) > 2 * max(64, len(deadlines)):
+            for cid in [c for c in self.customers if c not in deadlines]:
                 ct = self.customers[cid]
                 ct.advance(cid, wm, self.params)  # forgets the cooldowns past
                 if not ct.fired and not ct.armed:

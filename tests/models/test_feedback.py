@@ -6,6 +6,7 @@ from typing import Any
 
 import msgpack
 
+from models.deadlines import SLACK
 from models.events import Event, decision_event
 from models.feedback import FeedbackParams, Waiting, expire, observe, watch
 
@@ -138,7 +139,7 @@ def test_the_books_queue_grows_with_the_customers_waiting_not_the_decisions() ->
                           event="Message Clicked", properties={"decision_id": f"d{n}"})  # fmt: skip
             labelled += [e.decision_id for e in book.add(cid, click)]
     assert len(book.waiting) == 50
-    assert len(book._heap) <= 2 * 50 + 1_024  # not one entry per decision served
+    assert book._deadlines.entries <= 2 * 50 + SLACK  # not one entry per decision served
     assert book.advance(72 * H) == []  # nothing due yet: the last decisions are recent
     labelled += [e.decision_id for e in book.advance(10**15)]
     assert sorted(labelled) == sorted(f"d{n}" for n in range(5_000))  # each exactly once
