@@ -48,9 +48,10 @@ def erase_marker(customer_id: str, message_id: str, now_ms: int) -> Event:
 
 def erase_markers(customer_id: str, linked: list[str], message_id: str, now_ms: int) -> list[Event]:
     """The erasure of a customer and its linked ids: the customer's marker, and one for each
-    linked id (``properties.of``: the customer), each to be sent through its own id's stream
-    partition. An event a linked id sends after the erasure is then read after that id's
-    marker: it starts a fresh customer rather than being forwarded to the erased one."""
+    linked id (``properties.of``: the customer; ``properties.ids``: all its linked ids, one
+    of which the id may point to), each to be sent through its own id's stream partition. An
+    event a linked id sends after the erasure is then read after that id's marker: it starts
+    a fresh customer rather than being forwarded to the erased one."""
     return [erase_marker(customer_id, message_id, now_ms)] + [
         Event(
             ERASE,
@@ -59,7 +60,7 @@ def erase_markers(customer_id: str, linked: list[str], message_id: str, now_ms: 
             now_ms,
             "api",
             user_id=other,
-            properties={"of": customer_id},
+            properties={"of": customer_id, "ids": linked},
         )
         for other in linked
     ]

@@ -97,8 +97,10 @@ class Control:
       (`encode_state`, or b"" if it had none), with its ids, open requests and held events.
     - REFUSE: reply to ``req``: the merge would exceed the id limit.
     - FORWARD: ``event`` reached an id that was merged into ``to``.
-    - DROP: ``to`` belonged to the erased customer ``sender``: forget it (if it still points
-      there; "" from an older version: whatever it points to).
+    - DROP: ``to`` belonged to the erased customer ``sender``, whose other ids were
+      ``ids``: forget it if it still points to one of them (an id of a group that joined
+      points to that group's former canonical id); "" from an older version: whatever it
+      points to.
     """
 
     kind: int
@@ -124,7 +126,7 @@ def control_to_row(c: Control) -> list[Any]:
         assert c.event is not None
         return [CONTROL_VERSION, FORWARD, c.to, event_to_row(c.event)]
     if c.kind == DROP:
-        return [CONTROL_VERSION, DROP, c.to, c.sender]
+        return [CONTROL_VERSION, DROP, c.to, c.sender, c.ids]
     if c.kind == LINK:
         return [
             CONTROL_VERSION, LINK, c.to, c.sender, c.req, c.sender_kind, c.to_kind, c.size,
@@ -148,7 +150,9 @@ def row_to_control(row: Any) -> Control:
         if kind == FORWARD:
             return Control(FORWARD, to, event=row_to_event(row[3]))
         if kind == DROP:
-            return Control(DROP, to, row[3] if len(row) > 3 else "")
+            # (older versions wrote no sender, then no ids)
+            sender = row[3] if len(row) > 3 else ""
+            return Control(DROP, to, sender, ids=list(row[4]) if len(row) > 4 else [])
         if kind == LINK:
             _, _, _, sender, req, skind, tkind, size, answers = row
             return Control(LINK, to, sender, req, skind, tkind, size, answers)
@@ -361,7 +365,7 @@ class Stitcher:
         if ev.type == ERASE:
             of = ev.properties.get("of")
             if of is not None:  # a linked id's own marker: it only unlinks the id from `of`
-                if node is None or node.target != of:
+                if node is None or not _points_into(node, of, ev.properties.get("ids")):
                     return node  # unlinked already (and maybe a new customer since)
                 out.links[self.key] = ""
                 return None
@@ -452,7 +456,7 @@ class Stitcher:
         if node is not None:
             for other in node.ids:
                 out.links[other] = ""
-                out.sends.append(Control(DROP, other, self.key))
+                out.sends.append(Control(DROP, other, self.key, ids=node.ids))
 
     # --- control records --------------------------------------------------------------------
     def control(self, node: Node | None, c: Control, out: Outbox) -> Node | None:
@@ -460,9 +464,13 @@ class Stitcher:
         kind = c.kind
         if kind == FORWARD:
             assert c.event is not None
+            if node is None and c.event.type != ERASE:
+                # sent by an id of a customer erased since, before that id's own marker or
+                # DROP let it go: the erased person's, never the start of a new customer
+                return None
             return self.event(node, c.event, out)
         if kind == DROP:
-            if node is not None and node.target is not None and c.sender in ("", node.target):
+            if node is not None and (c.sender == "" or _points_into(node, c.sender, c.ids)):
                 out.links[self.key] = ""
                 return None
             return node  # not (or no longer) a pointer to the erased customer
@@ -536,9 +544,15 @@ class Stitcher:
     def _join(self, node: Node | None, c: Control, out: Outbox) -> Node | None:
         key = self.key
         if node is None:
-            # we were erased after asking: what joins starts a new customer under this id
-            node = Node(key, ANON)
-        elif node.pending.pop(c.req, None) is None and c.sender in node.ids:
+            # we were erased after asking (the marker came between the request and this
+            # answer): what the answering group brings is the erased person's too. It goes,
+            # and its ids, which now point here or to its sender, are let go.
+            group = [c.sender, *c.ids]
+            for other in group:
+                out.links[other] = ""
+                out.sends.append(Control(DROP, other, key, ids=group))
+            return None
+        if node.pending.pop(c.req, None) is None and c.sender in node.ids:
             # a reply we already applied, sent again after a restart: its sender may have
             # pointed its link elsewhere again meanwhile; point it back
             for other in (c.sender, *c.ids):
@@ -582,6 +596,13 @@ def knows_every_id(node: Node, ev: Event) -> bool:
         and (uid is None or uid == key or uid in ids)
         and (anon is None or anon == key or anon in ids)
     )
+
+
+def _points_into(node: Node, customer: str, ids: Any) -> bool:
+    """Whether `node` is a pointer to `customer` or to one of its other `ids` (the former
+    canonical id of a group that joined it: its ids still point there)."""
+    target = node.target
+    return target is not None and (target == customer or (isinstance(ids, list) and target in ids))
 
 
 def _own(node: Node, name: str) -> list[Any]:

@@ -343,7 +343,7 @@ def test_erasure_needs_an_admin_key_and_sends_a_marker(
     markers = sorted(
         (e.user_id, e.properties) for e in stored(rclient, settings) if e.type == "erase"
     )
-    assert markers == [("anon-9", {"of": "gone"}), ("gone", {})]
+    assert markers == [("anon-9", {"of": "gone", "ids": ["anon-9"]}), ("gone", {})]
     own = keys.all_events(settings.partitions)[partition_for("gone", settings.partitions)]
     assert out["erase_marker"] == rclient.xrange(own)[-1][0].decode()  # the customer's own
     # idempotent: again, nothing left to remove, another marker

@@ -293,6 +293,47 @@ def test_an_event_sent_after_the_erasure_never_reaches_the_erased_customer() -> 
             assert (cid, doc["events"]["total"], doc["ids"]) == (any_id, 1, []), seed
 
 
+def test_an_erasure_frees_the_ids_of_a_group_that_had_joined_the_customer() -> None:
+    # a2 joined u2, then u2's group joined u1: a2 still points to u2, its former canonical
+    # id. Erasing u1 must free a2 too (it stayed a pointer to u2, and its next event went
+    # into a new "u2" that the API could not find under a2).
+    for seed in range(20):
+        log = replay([ev("m0", 0, anon="a2"), alias("m1", 1, "a2", "u2"),
+                      ev("m2", 2, user="u1"), alias("m3", 3, "u2", "u1")], seed)  # fmt: skip
+        assert log.profile("a2")[0] == "u1" and log.nodes["a2"].target == "u2"  # type: ignore[index]
+        log.redis.clear()
+        # all the markers the API sends, or only the customer's (its DROPs do the same)
+        markers = erase_markers("u1", ["a2", "u2"], "e1", T0 + 10_000)
+        log.send(markers if seed % 2 else markers[:1])
+        log.run()
+        assert log.redis == {} and log.nodes == {}, seed
+        log.send([ev("m9", 5, anon="a2"), ev("m10", 5, user="u2")])
+        log.run()
+        for any_id in ("a2", "u2"):
+            cid, doc = log.profile(any_id) or ("", {})
+            assert (cid, doc["events"]["total"], doc["ids"]) == (any_id, 1, []), seed
+
+
+def test_an_id_whose_link_was_under_way_when_the_customer_was_erased_is_erased_too() -> None:
+    # u1 asked a1 to join (an identify), then was erased before a1 answered: the API did
+    # not know a1 yet, so a1 got no marker. a1's answer must not start a new "u1" with a1's
+    # data (the erased person's), and a1 must be left free.
+    log = replay([ev("m0", 0, anon="a1", product_id="p1"), ev("m1", 1, user="u1")])
+    log.send([identify("m2", 2, "a1", "u1")])
+    log.tick_key("u1")  # u1 reads the identify and asks a1
+    assert log.nodes["u1"].pending
+    log.redis.pop("profile:u1")  # what the API deletes; its markers: u1's only
+    log.send(erase_markers("u1", [], "e1", T0 + 10_000))
+    log.tick_key("u1")
+    log.send([ev("m3", 3, anon="a1", product_id="p3")])  # sent before a1 reads the request
+    log.run()
+    assert log.redis == {} and log.nodes == {}
+    log.send([ev("m9", 9, anon="a1")])  # a1 afterwards: a customer of its own
+    log.run()
+    cid, doc = log.profile("a1") or ("", {})
+    assert (cid, doc["events"]["total"], doc["ids"]) == ("a1", 1, [])
+
+
 def test_a_repeated_erasure_leaves_the_new_customer_of_a_freed_id_alone() -> None:
     log = replay([ev("m1", 0, anon="a1"), identify("m2", 1, "a1", "u1")])
     log.redis.clear()
@@ -322,8 +363,10 @@ def test_a_late_drop_does_not_unlink_an_id_linked_elsewhere_since() -> None:
 def test_drop_records_of_the_previous_format_are_read() -> None:
     (c,) = decode_controls(msgpack.packb([[CONTROL_VERSION, DROP, "a1"]]))
     assert (c.kind, c.to, c.sender) == (DROP, "a1", "")
-    (back,) = decode_controls(encode_controls([Control(DROP, "a1", "u1")]))
-    assert back.sender == "u1"
+    (c,) = decode_controls(msgpack.packb([[CONTROL_VERSION, DROP, "a1", "u1"]]))
+    assert (c.sender, c.ids) == ("u1", [])  # before the group's ids were sent along
+    (back,) = decode_controls(encode_controls([Control(DROP, "a1", "u1", ids=["a1", "u2"])]))
+    assert (back.sender, back.ids) == ("u1", ["a1", "u2"])
 
 
 def test_erase_named_by_a_merged_id_reaches_the_customer() -> None:
