@@ -16,11 +16,14 @@ Each decision yields exactly one example; later signals about it are ignored.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from models import dedupe
 from models.deadlines import DeadlineQueue
 from models.events import DECISION, ORDER_COMPLETED, Event
+from models.learning import pack_vector, unpack_vector
 
 MESSAGE_CLICKED: Final = "Message Clicked"
 MESSAGE_DISMISSED: Final = "Message Dismissed"
@@ -50,24 +53,36 @@ class Example:
 class Waiting:
     """Served decisions without an outcome yet, oldest first."""
 
-    decisions: list[list[Any]] = field(default_factory=list)  # [id, message, channel, at, x]
-    done: list[str] = field(default_factory=list)  # recent decision ids with an outcome
+    # [id, message, channel, at, x]: x as `models.learning.pack_vector` keeps it
+    decisions: list[list[Any]] = field(default_factory=list)
+    # the last `_DONE` decision ids with an outcome, as 8-byte hashes (`models.dedupe`)
+    done: bytearray = field(default_factory=bytearray)
     early: list[list[Any]] = field(default_factory=list)  # [id, clicked, at]: ahead of it
 
     def to_row(self) -> list[Any]:
-        return [self.decisions, self.done, self.early]
+        return [self.decisions, bytes(self.done), self.early]
 
     @staticmethod
     def from_row(row: list[Any]) -> Waiting:
         decisions, done, early = row
-        return Waiting(decisions, done, early)
+        if isinstance(done, list):  # written before the ids were kept as hashes
+            done = b"".join(dedupe.key_of(d.encode()) for d in done[-_DONE:])
+        return Waiting(decisions, bytearray(done), early)
+
+    def is_done(self, decision_id: str) -> bool:
+        return dedupe.contains(self.done, dedupe.key_of(decision_id.encode()))
+
+
+_DONE: Final = 64
 
 
 def _label(w: Waiting, i: int, y: bool, why: str) -> Example:
     did, mid, channel, _, x = w.decisions.pop(i)
-    w.done.append(did)
-    del w.done[:-64]
-    return Example(did, mid, channel, x, y, why)
+    done = w.done
+    done += dedupe.key_of(did.encode())
+    if len(done) > 8 * _DONE:
+        del done[: -8 * _DONE]
+    return Example(did, mid, channel, unpack_vector(x), y, why)
 
 
 def observe(w: Waiting, ev: Event, params: FeedbackParams) -> list[Example]:
@@ -76,9 +91,11 @@ def observe(w: Waiting, ev: Event, params: FeedbackParams) -> list[Example]:
     if ev.type == DECISION:
         p = ev.properties
         did = p["decision_id"]
-        if did in w.done or any(d[0] == did for d in w.decisions):
+        if w.is_done(did) or any(d[0] == did for d in w.decisions):
             return out  # the same decision logged twice
-        w.decisions.append([did, p["message_id"], ev.channel, ev.timestamp, p.get("x", {})])
+        # (a customer may keep many waiting: compact, and the repeated names shared)
+        w.decisions.append([did, sys.intern(p["message_id"]), sys.intern(ev.channel),
+                            ev.timestamp, pack_vector(p.get("x") or {})])  # fmt: skip
         for i, (eid, clicked, _) in enumerate(w.early):
             if eid == did:  # its answer came first
                 del w.early[i]
@@ -101,7 +118,7 @@ def observe(w: Waiting, ev: Event, params: FeedbackParams) -> list[Example]:
             if d[0] == did:
                 out.append(_label(w, i, clicked, "clicked" if clicked else "dismissed"))
                 return out
-        if did not in w.done and all(e[0] != did for e in w.early):
+        if not w.is_done(did) and all(e[0] != did for e in w.early):
             w.early.append([did, clicked, ev.timestamp])
             del w.early[: -params.max_waiting]
     elif name == ORDER_COMPLETED:

@@ -14,6 +14,7 @@ scores, with this same code).
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -30,6 +31,36 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 class LearnerError(NudgeError):
     """Model state this version cannot read."""
+
+
+FEATURES: Final = (
+    "cart_items", "cart_value", "cart_fresh", "buyer", "orders", "recent_order", "views",
+    "sessions", "seen_today", "hour_sin", "hour_cos",
+)  # fmt: skip
+_VECTOR: Final = struct.Struct(f"<{len(FEATURES)}d")
+
+
+def pack_vector(x: Mapping[str, float]) -> bytes | Mapping[str, float]:
+    """`x` as 8 bytes per feature when it holds exactly `FEATURES`, in order (what `vector`
+    makes): a decision's features kept while it waits for an outcome take ~120 bytes
+    instead of ~900 as a dict, and ~90 instead of ~200 in msgpack. Anything else comes back
+    as it is.
+
+    >>> x = dict.fromkeys(FEATURES, 0.5)
+    >>> len(pack_vector(x)), unpack_vector(pack_vector(x)) == x
+    (88, True)
+    """
+    if len(x) != len(FEATURES) or tuple(x) != FEATURES:
+        return x
+    return _VECTOR.pack(*x.values())
+
+
+def unpack_vector(v: bytes | Mapping[str, float]) -> dict[str, float]:
+    """A `pack_vector` result as the dict the models read (bytes of another length, from a
+    version with other features: none of them)."""
+    if isinstance(v, bytes):
+        return dict(zip(FEATURES, _VECTOR.unpack(v), strict=True)) if len(v) == _VECTOR.size else {}
+    return dict(v)
 
 
 def vector(feats: Mapping[str, Any]) -> dict[str, float]:

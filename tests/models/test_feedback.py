@@ -6,9 +6,11 @@ from typing import Any
 
 import msgpack
 
+from models.codec import decode_entry, encode_entry
 from models.deadlines import SLACK
 from models.events import Event, decision_event
 from models.feedback import FeedbackParams, Waiting, expire, observe, watch
+from models.learning import vector
 
 H = 3_600_000
 P = FeedbackParams(attribution_ms=24 * H, timeout_ms=72 * H)
@@ -73,6 +75,36 @@ def test_the_waiting_list_is_bounded() -> None:
         "d2",
         "d3",
     ]
+
+
+def test_waiting_decisions_are_kept_compact_and_read_back_exactly() -> None:
+    # a customer served often keeps up to 16 decisions and 64 outcome ids: in the dataflow's
+    # cache and in its stored state, for every such customer
+    cart = {"items": 2, "value": 31.5, "age_s": 90.0}
+    feats = {"cart": cart, "days_since_order": 3.0, "hour": 13, "orders": 1, "views": 7,
+             "sessions": 2, "days_since_seen": 0.1}  # fmt: skip
+    x = vector(feats)
+    w = Waiting()
+    labelled = []
+    for i in range(80):
+        ev = decision_event("u1", f"0b7e3c1e-4a5f-4d2b-9c1d-{i:012d}", "m", "web", 1.0, False,
+                            i, x)  # fmt: skip
+        (through_the_stream,) = decode_entry(encode_entry([ev]))
+        labelled += observe(w, through_the_stream, P)
+    assert len(w.decisions) == P.max_waiting and all(e.x == x for e in labelled)
+    row = msgpack.packb(w.to_row(), use_bin_type=True)
+    assert len(row) <= 200 * P.max_waiting + 8 * 64 + 16  # ~90 bytes of features a decision
+    back = Waiting.from_row(msgpack.unpackb(row))
+    out = observe(back, track("Message Clicked", 100, decision_id=w.decisions[-1][0]), P)
+    assert [(e.y, e.x) for e in out] == [(True, x)]  # its features exactly as served
+    assert observe(back, served(labelled[0].decision_id, "m", 101), P) == []  # done: once
+
+
+def test_waiting_rows_of_the_previous_format_are_read() -> None:
+    old = [[["d1", "m", "email", 0, {"views": 0.5}]], ["d0"], []]
+    w = Waiting.from_row(msgpack.unpackb(msgpack.packb(old)))
+    assert w.is_done("d0") and not w.is_done("d1")
+    assert [(e.decision_id, e.x) for e in expire(w, 73 * H, P)] == [("d1", {"views": 0.5})]
 
 
 def test_a_response_that_arrives_before_its_decision_still_labels_it() -> None:
