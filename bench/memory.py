@@ -30,9 +30,8 @@ from bench.machine import header, table
 from cli.embedded import RedisServer
 from config import Settings
 from config.runtime import DATAFLOW_YOUNG, tune_gc
-from dataflows.flow import CustomerLogic, PartitionLogic, identity_params, trigger_params
+from dataflows.flow import partition_logic
 from dataflows.redis_io import NodeStore, client_factory
-from models.customer import profile_params
 from models.keys import Keys, partition_for
 from models.profile import decode_profile
 
@@ -79,25 +78,22 @@ def main(argv: list[str] | None = None) -> int:
 def cache_bytes(settings: Settings, ids: list[str]) -> int:
     """The Python heap that the dataflow's partition caches take holding `ids`, read back
     from Redis as the flow reads them (`PartitionLogic`, one MGET per thousand)."""
-    params, ip = profile_params(settings), identity_params(settings)
-    triggers = trigger_params(settings)
-    store = NodeStore(client_factory(settings.require_redis(), False), Keys(settings.key_prefix))
-
-    def customer(blob: bytes | None) -> CustomerLogic:
-        return CustomerLogic(params, ip, blob, None, settings.products, triggers)
-
+    store = NodeStore(
+        client_factory(settings.require_redis(), settings.redis_cluster), Keys(settings.key_prefix)
+    )
+    logic = partition_logic(settings, store, cache=len(ids))
     n = settings.partitions
     by_partition: dict[int, list[str]] = {p: [] for p in range(n)}
     for i in ids:
         by_partition[partition_for(i, n)].append(i)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    caches = [PartitionLogic(customer, triggers, store, n, len(ids)) for _ in range(n)]
-    for p, logic in enumerate(caches):
-        logic.start(p)
+    caches = [logic() for _ in range(n)]
+    for p, cache in enumerate(caches):
+        cache.start(p)
         part = by_partition[p]
         for k in range(0, len(part), 1000):
-            logic.warm(part[k : k + 1000])
+            cache.warm(part[k : k + 1000])
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     assert sum(len(c.ids) for c in caches) == len(ids)

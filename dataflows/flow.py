@@ -725,6 +725,31 @@ def link_lookup(settings: Settings) -> Lookup:
     return prior
 
 
+def partition_logic(
+    settings: Settings,
+    store: NodeStore | None,
+    prior: Lookup | None = None,
+    catalog: Catalog | None = None,
+    cache: int | None = None,
+) -> Callable[[], PartitionLogic]:
+    """Makes a stream partition's `PartitionLogic` as the flow runs it: its customers read
+    from and stored in `store` (None: all kept in memory), `cache` of them in memory at most
+    (default: its share of ``NUDGE_CACHE_CUSTOMERS``)."""
+    params = profile_params(settings)
+    ip = identity_params(settings)
+    triggers = trigger_params(settings, catalog)
+    partitions = settings.partitions
+    size = cache if cache is not None else max(1, settings.cache_customers // partitions)
+
+    def customer(blob: bytes | None) -> CustomerLogic:
+        return CustomerLogic(params, ip, blob, prior, settings.products, triggers)
+
+    def logic() -> PartitionLogic:
+        return PartitionLogic(customer, triggers, store, partitions, size)
+
+    return logic
+
+
 def build_flow(
     settings: Settings,
     source: Source[Keyed] | None = None,
@@ -742,18 +767,8 @@ def build_flow(
     prior = link_lookup(settings) if sink is None else None
     catalog = flow_catalog(settings)
     sink = sink or redis_sink(settings, catalog)
-    params = profile_params(settings)
-    ip = identity_params(settings)
-    triggers = trigger_params(settings, catalog)
+    logic = partition_logic(settings, store, prior, catalog)
     partitions = settings.partitions
-    cache = max(1, settings.cache_customers // partitions)
-
-    def customer(blob: bytes | None) -> CustomerLogic:
-        return CustomerLogic(params, ip, blob, prior, settings.products, triggers)
-
-    def logic() -> PartitionLogic:
-        return PartitionLogic(customer, triggers, store, partitions, cache)
-
     flow = Dataflow("nudge")
     if getattr(source, "stream_partitions", None) == partitions:
         # the event streams: each partition's customers are processed where it is read

@@ -69,6 +69,16 @@ class Waiting:
             done = b"".join(dedupe.key_of(d.encode()) for d in done[-_DONE:])
         return Waiting(decisions, bytearray(done), early)
 
+    def due(self, params: FeedbackParams) -> int | None:
+        """When (event time) the watermark must look at it again: the deadline `expire` next
+        acts on, the oldest decision's timeout (it expires them oldest first) or the oldest
+        early answer's expiry; None if neither waits."""
+        due = self.decisions[0][3] + params.timeout_ms if self.decisions else None
+        if self.early:
+            early = min(e[2] for e in self.early) + params.early_ms
+            due = early if due is None or early < due else due
+        return due
+
     def is_done(self, decision_id: str) -> bool:
         return dedupe.contains(self.done, dedupe.key_of(decision_id.encode()))
 
@@ -182,28 +192,18 @@ class FeedbackBook:
             self.forget(customer_id)
         else:
             self.waiting[customer_id] = w
-            self._queue(customer_id, w)
+            self._deadlines.set(customer_id, w.due(self.params))
         return examples
 
     def adopt(self, customer_id: str, w: Waiting) -> None:
         """Take in a customer's waiting decisions (read back from where they were stored)."""
         self.waiting[customer_id] = w
-        self._queue(customer_id, w)
+        self._deadlines.set(customer_id, w.due(self.params))
 
     def forget(self, customer_id: str) -> None:
         """Drop everything of a customer (nothing waits any more, or erased)."""
         self.waiting.pop(customer_id, None)
         self._deadlines.discard(customer_id)
-
-    def _queue(self, customer_id: str, w: Waiting) -> None:
-        # the deadline `expire` next acts on: the oldest decision's timeout (it expires them
-        # oldest first) or the oldest early answer's
-        p = self.params
-        due = w.decisions[0][3] + p.timeout_ms if w.decisions else None
-        if w.early:
-            early = min(e[2] for e in w.early) + p.early_ms
-            due = early if due is None or early < due else due
-        self._deadlines.set(customer_id, due)
 
     def advance(self, watermark_ms: int, touched: set[str] | None = None) -> list[Example]:
         """The negatives of every decision whose timeout the watermark has passed; the
@@ -221,5 +221,5 @@ class FeedbackBook:
             if not w.decisions and not w.early:
                 del self.waiting[cid]
             else:
-                self._queue(cid, w)  # its next deadline, past the watermark
+                self._deadlines.set(cid, w.due(self.params))  # the next, past the watermark
         return out
