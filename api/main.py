@@ -14,6 +14,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from api.decision_log import DecisionLog
+from api.hot import HotRoutes, hot_route
 from api.metrics import RequestContext
 from api.ops import OpsSampler
 from api.routes import customers, decide, health, ingest, learning, ops
@@ -148,7 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers.router)
     app.include_router(learning.router)
     app.include_router(ops.router)
+    app.state.hot_routes = {}
+    app.add_middleware(HotRoutes, routes=app.state.hot_routes)  # inside RequestContext
     app.add_middleware(RequestContext)
+    hot_route(app, "/v1/decide", decide.decide_get)
 
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:

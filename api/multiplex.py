@@ -40,6 +40,7 @@ from config.connect import is_cluster
 
 _REDIRECTIONS: Final = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
 _CONNECT_ATTEMPTS: Final = 3
+LINGER_S: Final = 0.002  # how long a deferred command waits for a write to ride with
 CLIENT_NAME: Final = "nudge-api-multiplexed"
 
 
@@ -58,6 +59,9 @@ class _Connection(asyncio.Protocol):
         self.timeout_s = timeout_s
         self._watch: asyncio.TimerHandle | None = None
         self._why: Exception | None = None
+        # deferred commands (`send_later`), packed, their futures already in `pending`
+        self._outbox: list[bytes] = []
+        self._linger: asyncio.TimerHandle | None = None
 
     @property
     def usable(self) -> bool:
@@ -75,6 +79,9 @@ class _Connection(asyncio.Protocol):
                 fut.set_exception(why)
         if self._watch is not None:
             self._watch.cancel()
+        if self._linger is not None:
+            self._linger.cancel()
+        self._outbox.clear()
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -92,19 +99,47 @@ class _Connection(asyncio.Protocol):
         return self.send_all([args])[0]
 
     def send_all(self, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
-        """Send `commands` in one write; their replies' futures, in order."""
+        """Send `commands` in one write, with the deferred ones before them; their replies'
+        futures, in order."""
         assert self.transport is not None
+        futs = self._expect(len(commands))
+        pack = hiredis.pack_command
+        if self._outbox:
+            out, self._outbox = self._outbox, []
+            self.transport.write(b"".join([*out, *[pack(c) for c in commands]]))
+        else:
+            self.transport.write(
+                pack(commands[0]) if len(commands) == 1 else b"".join([pack(c) for c in commands])
+            )
+        return futs
+
+    def send_later(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Send a command with the next write of this connection, or after `LINGER_S` if
+        none comes first: a command nobody waits for (the end of a decision) then costs no
+        write of its own under load. Its reply's future. Redis runs it before anything sent
+        after it on this connection, as with `send`."""
+        (fut,) = self._expect(1)
+        self._outbox.append(hiredis.pack_command(args))
+        if self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(LINGER_S, self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._linger = None
+        if self._outbox and self.usable:
+            assert self.transport is not None
+            out, self._outbox = self._outbox, []
+            self.transport.write(b"".join(out))
+
+    def _expect(self, n: int) -> list[asyncio.Future[Any]]:
+        """Futures for the replies of `n` commands about to be sent, in `pending`."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futs: list[asyncio.Future[Any]] = []
-        for _ in commands:
+        for _ in range(n):
             fut: asyncio.Future[Any] = loop.create_future()
             self.pending.append((fut, now))
             futs.append(fut)
-        pack = hiredis.pack_command
-        self.transport.write(
-            pack(commands[0]) if len(commands) == 1 else b"".join([pack(c) for c in commands])
-        )
         if self._watch is None:
             self._arm(self.timeout_s)
         return futs
@@ -160,13 +195,14 @@ class Multiplexed:
         conn = await self._connection(key)
         return await self._reply(conn.send(args))
 
-    def script_nowait(
+    def script_later(
         self, script: AsyncScript, keys: list[str], args: list[Any]
     ) -> asyncio.Future[Any] | None:
-        """EVALSHA `script` at once, without a task, if the node of `keys` has a connection
-        open (else None: make the call with `script`). Its reply's future may end with
-        NOSCRIPT (the script flushed since it was loaded) or a cluster redirection: the
-        caller then makes the call again with `script`."""
+        """EVALSHA `script` without a task, with the next write to the node of `keys` or
+        within `LINGER_S` (`_Connection.send_later`), if that node has a connection open
+        (else None: make the call with `script`). Its reply's future may end with NOSCRIPT
+        (the script flushed since it was loaded) or a cluster redirection: the caller then
+        makes the call again with `script`."""
         if not self.supported:
             return None
         try:
@@ -175,7 +211,7 @@ class Multiplexed:
             return None
         if conn is None or not conn.usable:
             return None
-        return conn.send(("EVALSHA", script.sha, len(keys), *keys, *args))
+        return conn.send_later(("EVALSHA", script.sha, len(keys), *keys, *args))
 
     async def execute_all(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Several commands, each on the node of its key (its second element, as in

@@ -103,7 +103,15 @@ def load(port: int, paths: list[str], rate: float, duration: float) -> dict[str,
     assert proc.stdout.readline().strip() == b"ready"
     proc.stdin.write(b"go\n")
     proc.stdin.flush()
-    out: dict[str, Any] = orjson.loads(proc.stdout.readline())
+    line = proc.stdout.readline()
+    try:
+        out: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:  # seen twice, not understood yet: say what came
+        rest = proc.stdout.read()
+        raise RuntimeError(
+            f"bench.openloop's answer is not JSON ({exc}): {len(line):,} bytes, ending "
+            f"{line[-120:]!r}; then {len(rest):,} bytes: {rest[:240]!r}"
+        ) from exc
     proc.stdin.close()
     proc.wait(30)
     return out

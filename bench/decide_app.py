@@ -10,6 +10,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 
 from api.deps import require_api_key
+from api.hot import hot_route
 from api.main import create_app
 
 
@@ -40,6 +41,9 @@ def create() -> FastAPI:
         fields = await store.fast.execute(key, "HGETALL", key)
         return _answer(customer_id, len(fields) // 2)
 
+    # served the short way, as `GET /v1/decide` is (`api.hot`)
+    hot_route(app, "/bench/bare", bare)
+    hot_route(app, "/bench/bare-mux", bare_mux)
     return app
 
 

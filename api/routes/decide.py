@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from functools import partial
 from typing import Any
 
@@ -24,6 +23,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api.decision_log import DecisionLog
 from api.deps import ApiKey, require_api_key
+from api.ids import RandomIds
 from api.metrics import count_decision
 from api.schemas import DecideIn, DecisionOut, ErrorResponse
 from api.store import Store
@@ -42,6 +42,7 @@ from models.profile import decode_profile, iso, to_profile
 router = APIRouter(prefix="/v1", tags=["decisions"])
 _log = logging.getLogger(__name__)
 _RNG = random.Random()  # exploration draws; seeded from the OS per process
+_IDS = RandomIds()  # decision ids
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Unknown channel"},
@@ -111,7 +112,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
     started = time.perf_counter()
     now = time.time_ns() // 1_000_000
     keep_ms = catalog.keep_s * 1000
-    decision_id = uuid.uuid4().hex
+    decision_id = _IDS.hex()
     cid, blob, history, held = await store.decision_inputs(any_id, now, keep_ms, decision_id)
     served: str | None = None  # the contact to record: "channel|message|decision"
     try:

@@ -109,20 +109,20 @@ def test_commands_sent_together_each_go_to_their_node(
 def test_a_script_sent_at_once_needs_an_open_connection(
     redis_url: str, cluster: bool, prefix: str, rclient: redis.Redis
 ) -> None:
-    """`script_nowait`: None until the node has a connection; then the reply's future, which
+    """`script_later`: None until the node has a connection; then the reply's future, which
     ends with NOSCRIPT once the scripts were flushed (the caller goes the full way)."""
     keys = [f"{prefix}:p:{{n}}", f"{prefix}:l:{{n}}", f"{prefix}:h:{{n}}"]
 
     async def go(client: aioredis.Redis, mux: Multiplexed) -> tuple[Any, Any, Any]:
         script = client.register_script(scripts.DECISION_READ)
-        before = mux.script_nowait(script, keys, [0])
+        before = mux.script_later(script, keys, [0])
         await mux.script(script, keys, [0])  # connects (and loads the script)
-        sent = mux.script_nowait(script, keys, [0])
+        sent = mux.script_later(script, keys, [0])
         assert sent is not None
         answer = await sent
         for node in rclient.get_primaries() if cluster else [rclient]:  # type: ignore[attr-defined]
             (rclient.get_redis_connection(node) if cluster else rclient).script_flush()  # type: ignore[attr-defined]
-        flushed = mux.script_nowait(script, keys, [0])
+        flushed = mux.script_later(script, keys, [0])
         assert flushed is not None
         with pytest.raises(ResponseError, match="NOSCRIPT"):
             await flushed
@@ -130,6 +130,53 @@ def test_a_script_sent_at_once_needs_an_open_connection(
 
     before, answer, again = run(go, redis_url, cluster)
     assert before is None and answer == [None, None, [], 0] and again == answer
+
+
+class Counting:
+    """A transport that records its writes (uvloop's cannot be patched)."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport, self._writes = transport, writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(data)
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+@pytest.mark.parametrize("uv", [False, True], ids=["asyncio", "uvloop"])
+def test_a_deferred_script_rides_with_the_next_write_or_goes_alone(
+    redis_url: str, prefix: str, uv: bool
+) -> None:
+    """`script_later`: the command waits for the connection's next write and is run before
+    what that write carries (one write for both); with no write to ride with, it goes
+    alone within `LINGER_S`."""
+    key = f"{prefix}:{{d}}:v"
+    setter = "redis.call('SET', KEYS[1], ARGV[1]); return ARGV[1]"
+
+    async def go(client: aioredis.Redis, mux: Multiplexed) -> tuple[Any, ...]:
+        script = client.register_script(setter)
+        await mux.script(script, [key], ["0"])  # connects (and loads the script)
+        conn = next(iter(mux._conns.values()))
+        assert conn.transport is not None
+        writes: list[bytes] = []
+        conn.transport = Counting(conn.transport, writes)  # type: ignore[assignment]
+        first = mux.script_later(script, [key], ["1"])
+        assert first is not None and not writes  # not sent yet
+        got = await mux.execute(key, "GET", key)  # one write: the SET, then the GET
+        riding = len(writes)
+        alone = mux.script_later(script, [key], ["2"])
+        assert alone is not None
+        started = time.monotonic()
+        reply = await asyncio.wait_for(alone, 1.0)
+        waited = time.monotonic() - started
+        return got, riding, await first, reply, len(writes), waited
+
+    got, riding, first, reply, writes, waited = run(go, redis_url, uv=uv)
+    assert got == b"1" and riding == 1 and first == b"1"
+    assert reply == b"2" and writes == 2 and waited < 0.5
 
 
 def test_a_broken_connection_fails_its_commands_and_the_next_reconnects(
