@@ -10,7 +10,6 @@ freshness, triggers, webhook outcomes, dead letters: `RedisView`, from one
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, Final
@@ -19,6 +18,7 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from api.ids import RandomIds
 from config.logs import REQUEST_ID
 from models.progress import OpsSnapshot, PartitionLag, seconds
 
@@ -173,6 +173,7 @@ class RedisView(Collector):
         yield dead
 
 
+_IDS: Final = RandomIds()  # request ids
 REDIS_VIEW: Final = RedisView()
 REGISTRY.register(REDIS_VIEW)
 
@@ -201,7 +202,7 @@ class RequestContext:
                 rid = value.decode("latin-1")[:128]
                 break
         if not rid:
-            rid = os.urandom(12).hex()
+            rid = _IDS.hex(12)
         token = REQUEST_ID.set(rid)
         started = time.perf_counter()
         status = 500

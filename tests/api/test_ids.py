@@ -30,3 +30,10 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     os.close(r)
     os.waitpid(pid, 0)
     assert len(child) == 32 and child != ids.hex()
+
+
+def test_any_length_and_a_batch_boundary_crossed() -> None:
+    ids = RandomIds()
+    got = [ids.hex(12) for _ in range(1_000)]  # 12 does not divide the 4 KB batch
+    assert all(re.fullmatch(r"[0-9a-f]{24}", i) for i in got)
+    assert len(set(got)) == len(got)
