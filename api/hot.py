@@ -43,7 +43,12 @@ class HotRoutes:
         self.routes = routes  # filled by `hot_route` (the app's routes exist after this)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hot = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        hot = None
+        if scope["type"] == "http":
+            path, root = scope["path"], scope.get("root_path")
+            if root and path.startswith(root):  # served under a prefix (``--root-path``)
+                path = path[len(root) :]
+            hot = self.routes.get(path)
         if hot is None or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return

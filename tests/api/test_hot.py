@@ -68,3 +68,12 @@ def test_errors_are_answered_by_the_apps_handlers() -> None:
     r = client.get("/thing", params={"fail": "redis"})
     assert r.status_code == 503 and r.json() == {"detail": "storage unavailable"}
     assert client.get("/thing", params={"fail": "bug"}).status_code == 500
+
+
+def test_under_a_root_path_too() -> None:
+    """Behind a proxy that mounts the API under a prefix (uvicorn's ``--root-path``), the
+    path the app sees carries the prefix."""
+    app, seen = make_app()
+    client = TestClient(app, root_path="/api")
+    r = client.get("/api/thing")
+    assert r.status_code == 200 and r.content == b"fast" and seen == ["route=/thing"]
