@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.metrics import ASGIApp, Receive, Scope, Send
 
@@ -75,9 +76,13 @@ def hot_route(app: FastAPI, path: str, handler: Handler) -> None:
 
 
 def _handler_for(app: Any, exc: Exception) -> Callable[[Request, Any], Any] | None:
-    """The app's exception handler for `exc` (the nearest class in its MRO), as Starlette's
-    `ExceptionMiddleware` finds it."""
+    """The app's exception handler for `exc` as Starlette's `ExceptionMiddleware` finds it:
+    for an HTTP exception, the handler of its status code if there is one; else the handler
+    of the nearest class in its MRO."""
     handlers = app.exception_handlers
+    if isinstance(exc, StarletteHTTPException) and exc.status_code in handlers:
+        by_status: Callable[[Request, Any], Any] = handlers[exc.status_code]
+        return by_status
     for cls in type(exc).__mro__:
         if cls in handlers:
             found: Callable[[Request, Any], Any] = handlers[cls]

@@ -77,3 +77,14 @@ def test_under_a_root_path_too() -> None:
     client = TestClient(app, root_path="/api")
     r = client.get("/api/thing")
     assert r.status_code == 200 and r.content == b"fast" and seen == ["route=/thing"]
+
+
+def test_a_handler_by_status_code_comes_first() -> None:
+    app, _ = make_app()
+
+    @app.exception_handler(401)
+    async def unauthorized(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": "who are you?"}, status_code=401)
+
+    r = TestClient(app).get("/thing", params={"fail": "http"})
+    assert r.status_code == 401 and r.json() == {"detail": "who are you?"}
