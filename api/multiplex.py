@@ -40,13 +40,17 @@ from config.connect import is_cluster
 
 _REDIRECTIONS: Final = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
 _CONNECT_ATTEMPTS: Final = 3
-LINGER_S: Final = 0.002  # how long a deferred command waits for a write to ride with
 CLIENT_NAME: Final = "nudge-api-multiplexed"
 
 
 class Unsupported(Exception):
     """This call is redis-py's to make (TLS, a cluster redirection, an unknown slot, an
     unreachable cluster node)."""
+
+
+class NotSent(RedisConnectionError):
+    """The connection was lost before this deferred command (`send_later`) was written:
+    Redis never saw it, so it may be sent again."""
 
 
 class _Connection(asyncio.Protocol):
@@ -59,9 +63,9 @@ class _Connection(asyncio.Protocol):
         self.timeout_s = timeout_s
         self._watch: asyncio.TimerHandle | None = None
         self._why: Exception | None = None
-        # deferred commands (`send_later`), packed, their futures already in `pending`
+        # deferred commands (`send_later`), packed; their futures are the last of `pending`
         self._outbox: list[bytes] = []
-        self._linger: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Handle | None = None
 
     @property
     def usable(self) -> bool:
@@ -73,14 +77,16 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         why = self._why or RedisConnectionError(f"connection to Redis lost ({exc or 'closed'})")
-        while self.pending:
-            fut, _ = self.pending.popleft()
+        unsent = NotSent(f"connection to Redis lost before the command was sent ({why})")
+        first_unsent = len(self.pending) - len(self._outbox)
+        for i, (fut, _) in enumerate(self.pending):
             if not fut.done():
-                fut.set_exception(why)
+                fut.set_exception(unsent if i >= first_unsent else why)
+        self.pending.clear()
         if self._watch is not None:
             self._watch.cancel()
-        if self._linger is not None:
-            self._linger.cancel()
+        if self._flushing is not None:
+            self._flushing.cancel()
         self._outbox.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -102,30 +108,33 @@ class _Connection(asyncio.Protocol):
         """Send `commands` in one write, with the deferred ones before them; their replies'
         futures, in order."""
         assert self.transport is not None
-        futs = self._expect(len(commands))
         pack = hiredis.pack_command
+        # packed before any future is queued: a command that cannot be packed must not
+        # leave a future that would take another command's reply
+        data = pack(commands[0]) if len(commands) == 1 else b"".join([pack(c) for c in commands])
+        futs = self._expect(len(commands))
         if self._outbox:
             out, self._outbox = self._outbox, []
-            self.transport.write(b"".join([*out, *[pack(c) for c in commands]]))
-        else:
-            self.transport.write(
-                pack(commands[0]) if len(commands) == 1 else b"".join([pack(c) for c in commands])
-            )
+            data = b"".join([*out, data])
+        self.transport.write(data)
         return futs
 
     def send_later(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """Send a command with the next write of this connection, or after `LINGER_S` if
-        none comes first: a command nobody waits for (the end of a decision) then costs no
-        write of its own under load. Its reply's future. Redis runs it before anything sent
-        after it on this connection, as with `send`."""
+        """Send a command with this connection's next write in the current step of the
+        event loop, or at the end of that step if none comes: under load, commands nobody
+        waits for (the end of a decision) then leave with other requests' commands instead
+        of costing a write each, and are never held back past the step that made them.
+        Its reply's future (`NotSent` if the connection was lost before it was written).
+        Redis runs it before anything sent after it on this connection, as with `send`."""
+        data = hiredis.pack_command(args)
         (fut,) = self._expect(1)
-        self._outbox.append(hiredis.pack_command(args))
-        if self._linger is None:
-            self._linger = asyncio.get_running_loop().call_later(LINGER_S, self._flush)
+        self._outbox.append(data)
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().call_soon(self._flush)
         return fut
 
     def _flush(self) -> None:
-        self._linger = None
+        self._flushing = None
         if self._outbox and self.usable:
             assert self.transport is not None
             out, self._outbox = self._outbox, []
@@ -198,8 +207,8 @@ class Multiplexed:
     def script_later(
         self, script: AsyncScript, keys: list[str], args: list[Any]
     ) -> asyncio.Future[Any] | None:
-        """EVALSHA `script` without a task, with the next write to the node of `keys` or
-        within `LINGER_S` (`_Connection.send_later`), if that node has a connection open
+        """EVALSHA `script` without a task, with the next write to the node of `keys` in this
+        step of the event loop (`_Connection.send_later`), if that node has a connection open
         (else None: make the call with `script`). Its reply's future may end with NOSCRIPT
         (the script flushed since it was loaded) or a cluster redirection: the caller then
         makes the call again with `script`."""

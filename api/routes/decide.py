@@ -5,8 +5,8 @@ the profile, link and contact history and takes the customer's decision hold
 (`models/scripts/decision_read.lua`), so that the caps and cooldowns computed from that
 history stay exact while this decision is made. After the answer, off its path, the contact
 served (if any) is recorded and the hold released (`decision_done.lua`, sent with the next
-command on the connection or within 2 ms: `api.multiplex`), and the served
-decision is logged for learning in batches (`api.decision_log`). A decision that finds
+command on the connection, at the latest right after the answer: `api.multiplex`), and the
+served decision is logged for learning in batches (`api.decision_log`). A decision that finds
 another holding the customer serves nothing (``frequency_cap``, one decision at a time per
 customer). Nothing is loaded per request: the catalog is compiled at start-up. ``GET`` is
 served past FastAPI's routing (`api.hot`); ``POST`` goes FastAPI's way (its body is validated).
