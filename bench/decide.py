@@ -16,8 +16,11 @@ doing one Redis HGETALL, measured in the same run, against the same API process.
   of every web message, arbitration, and the atomic Lua write when a message is chosen).
   Latency is from request written to answer read, on the load generator's clock; "late" says
   how far behind schedule requests started (0 when the server keeps up).
-- Rounds: at each rate, `--rounds` runs of each endpoint, alternating; the ratio is judged
-  round by round (decide's p99 over bare-mux's of the same round), on the median ratio.
+- Rounds: at each rate, `--rounds` runs of each endpoint, taking turns (bare, bare-mux,
+  decide); the ratio is judged round by round (decide's p99 over bare-mux's of the same
+  round), on the median ratio. Every decide run starts with no contact history (so the
+  same messages are servable in every run); "served" is the share of its requests that
+  chose a message (the rest: cooldown, caps, no eligible message).
 - Saturation: the same connections sending back to back for 5 s, once.
 """
 
@@ -93,32 +96,46 @@ def api_command(port: int) -> list[str]:
 
 
 def load(port: int, paths: list[str], rate: float, duration: float) -> dict[str, Any]:
-    plan = {
-        "host": "127.0.0.1", "port": port, "api_key": API_KEY, "paths": paths, "rate": rate,
-        "duration_s": duration, "warmup_s": 1.0, "connections": CONNECTIONS,
-    }  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.openloop"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ},
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(orjson.dumps(plan) + b"\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline().strip() == b"ready"
-    proc.stdin.write(b"go\n")
-    proc.stdin.flush()
-    line = proc.stdout.readline()
-    try:
-        out: dict[str, Any] = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:  # seen twice, not understood yet: say what came
-        rest = proc.stdout.read()
-        raise RuntimeError(
-            f"bench.openloop's answer is not JSON ({exc}): {len(line):,} bytes, ending "
-            f"{line[-120:]!r}; then {len(rest):,} bytes: {rest[:240]!r}"
-        ) from exc
-    proc.stdin.close()
-    proc.wait(30)
-    return out
+    with tempfile.TemporaryDirectory(prefix="nudge-openloop-") as tmp:
+        result = Path(tmp) / "result.json"
+        plan = {
+            "host": "127.0.0.1", "port": port, "api_key": API_KEY, "paths": paths,
+            "rate": rate, "duration_s": duration, "warmup_s": 1.0, "connections": CONNECTIONS,
+            "result_path": str(result),
+        }  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.openloop"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ},
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(orjson.dumps(plan) + b"\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == b"ready"
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        said = proc.stdout.readline().strip()
+        proc.stdin.close()
+        proc.wait(30)
+        if said != b"done" or proc.returncode != 0:
+            raise RuntimeError(f"bench.openloop failed (exit {proc.returncode}, said {said!r})")
+        out: dict[str, Any] = orjson.loads(result.read_bytes())
+        return out
+
+
+def fresh_history(client: redis.Redis, keys: Keys) -> None:
+    """No contact history and no decision hold: every decide run starts from the same state
+    (else each run would find the messages the runs before it served in cooldown, and do
+    less work)."""
+    for pattern in (keys.contacts("*"), keys.hold("*")):
+        found = list(client.scan_iter(match=pattern, count=5000))
+        for i in range(0, len(found), 1000):
+            client.delete(*found[i : i + 1000])
+
+
+def served_count(client: redis.Redis, keys: Keys) -> int:
+    """Decisions that chose a message so far (`Keys.stats`, counted by the decision log)."""
+    raw: Any = client.hget(keys.stats(), "decisions_served")
+    return int(raw or 0)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -134,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, default=20_000, help="customers loaded")
     p.add_argument("--rounds", type=int, default=3, help="runs of each endpoint at each rate")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds: at least 1")
     rates = [float(r) for r in args.rates.split(",")]
     print(header("nudge bench: decision latency (GET /v1/decide vs one HGETALL)", "bench.decide"))
     rows: list[list[Any]] = []
@@ -166,11 +185,18 @@ def main(argv: list[str] | None = None) -> int:
             plan = [(rate, n) for rate in rates for n in range(1, args.rounds + 1)]
             for rate, n in [*plan, (0.0, 1)]:
                 for name in ("bare", "bare-mux", "decide"):
+                    served = "-"
+                    if name == "decide":
+                        fresh_history(client, keys)
+                        before = served_count(client, keys)
                     out = load(port, targets[name], rate, args.duration if rate else 5.0)
+                    if name == "decide":
+                        time.sleep(0.2)  # the decision log's last flush (every 5 ms)
+                        served = f"{(served_count(client, keys) - before) / out['sent']:.0%}"
                     results[(name, rate, n)] = out
                     lat = out["latencies_ms"]
                     rows.append([
-                        name, f"{rate:,.0f}" if rate else "saturation", n,
+                        name, f"{rate:,.0f}" if rate else "saturation", n, served,
                         f"{out['measured'] / out['measured_s']:,.0f}" if out["measured_s"] else "-",
                         f"{pct(lat, 0.5):.2f}", f"{pct(lat, 0.99):.2f}", f"{pct(lat, 0.999):.2f}",
                         f"{pct(out['late_ms'], 0.99):.2f}" if rate else "-", out["errors"],
@@ -183,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop_process(api)
             server.stop()
     print()
-    print(table(rows, ["endpoint", "offered/s", "round", "done/s", "p50 ms", "p99 ms",
+    print(table(rows, ["endpoint", "offered/s", "round", "served", "done/s", "p50 ms", "p99 ms",
                        "p99.9 ms", "late p99 ms", "errors"]))  # fmt: skip
     print(f"checked   {sent:,} customers have a recorded contact (first customer: {decisions})")
 
