@@ -1,6 +1,7 @@
 """Dataflow throughput per worker: REES46 + Taobao replay through the real nudge flow.
 
-``python -m bench.dataflow [--rounds 3] [--entry-events 1000] [--no-recovery-only] [--profile]``
+``python -m bench.dataflow [--rounds 3] [--entry-events 1000] [--no-recovery-only] [--no-products]
+[--no-triggers] [--profile]``
 
 Pre-loads the two datasets into the event streams exactly as the API lays them out
 (`api.store.Store.append`: one entry per partition per request, `models.codec.encode_entry`,
@@ -453,6 +454,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-products", action="store_true", help="NUDGE_PRODUCTS=false: no product index"
     )
+    p.add_argument(
+        "--no-triggers",
+        action="store_true",
+        help="NUDGE_TRIGGER_{CART,CHECKOUT,BROWSE}_S empty: no trigger rules (what they cost)",
+    )
     p.add_argument("--profile", action="store_true", help="also print cProfile of both flows")
     p.add_argument("--profile-top", type=int, default=25, help="functions in each profile")
     p.add_argument(
@@ -487,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["epoch_s"] = args.epoch_s
     if args.no_products:
         overrides["products"] = False
+    if args.no_triggers:
+        overrides.update(trigger_cart_s=(), trigger_checkout_s=(), trigger_browse_s=())
     if args.python_gc_defaults:
         gc_note = f"CPython defaults {gc.get_threshold()}, not frozen"
     else:
@@ -500,7 +508,13 @@ def main(argv: list[str] | None = None) -> int:
         server = RedisServer(tmp / "redis", aof=args.aof).start()
         try:
             settings = Settings(redis_url=server.url, **overrides)
-            print(f"products  NUDGE_PRODUCTS={str(settings.products).lower()}")
+            rules = [r for r, on in (("cart", settings.trigger_cart_s),
+                                     ("checkout", settings.trigger_checkout_s),
+                                     ("browse", settings.trigger_browse_s)) if on]  # fmt: skip
+            print(
+                f"features  NUDGE_PRODUCTS={str(settings.products).lower()}; trigger rules: "
+                + (", ".join(rules) or "none")
+            )
             print(
                 f"redis     redis-server on {server.url}, "
                 + ("AOF on (appendfsync everysec)" if args.aof else "AOF off (bench), no RDB saves")
