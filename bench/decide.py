@@ -1,7 +1,8 @@
 """Decision latency: ``GET /v1/decide`` under open-loop fixed-rate load, beside a bare endpoint
 doing one Redis HGETALL, measured in the same run, against the same API process.
 
-``python -m bench.decide [--duration 10] [--rates 1000,2000] [--rounds 3] [--customers 20000]``
+``python -m bench.decide [--duration 10] [--rates 1000,2000] [--rounds 3] [--customers 20000]
+[--pin]``
 
 - Redis: an embedded redis-server (AOF off), loaded with the profiles of the REES46 sample's
   customers, built by the real transition (`models.customer.step`) and stored as the dataflow
@@ -22,6 +23,8 @@ doing one Redis HGETALL, measured in the same run, against the same API process.
   same messages are servable in every run); "served" is the share of its requests that
   chose a message (the rest: cooldown, caps, no eligible message).
 - Saturation: the same connections sending back to back for 5 s, once.
+- ``--pin``: the API's process alone on the last CPU, Redis, the load and the bench on the
+  others (an API worker with a core of its own, as in production).
 """
 
 from __future__ import annotations
@@ -95,7 +98,9 @@ def api_command(port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def load(port: int, paths: list[str], rate: float, duration: float) -> dict[str, Any]:
+def load(
+    port: int, paths: list[str], rate: float, duration: float, cpus: set[int] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nudge-openloop-") as tmp:
         result = Path(tmp) / "result.json"
         plan = {
@@ -108,6 +113,8 @@ def load(port: int, paths: list[str], rate: float, duration: float) -> dict[str,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ},
         )  # fmt: skip
         assert proc.stdin is not None and proc.stdout is not None
+        if cpus:
+            os.sched_setaffinity(proc.pid, cpus)
         proc.stdin.write(orjson.dumps(plan) + b"\n")
         proc.stdin.flush()
         assert proc.stdout.readline().strip() == b"ready"
@@ -150,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", default="1000,2000", help="offered requests/s, comma-separated")
     p.add_argument("--customers", type=int, default=20_000, help="customers loaded")
     p.add_argument("--rounds", type=int, default=3, help="runs of each endpoint at each rate")
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="the API on the last CPU alone; Redis and the load on the others",
+    )
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds: at least 1")
@@ -172,6 +184,20 @@ def main(argv: list[str] | None = None) -> int:
             }  # fmt: skip
             api = start_api(env, port, api_command(port))
             print(f"api       one uvicorn worker (uvloop, httptools), pid {api.pid}, port {port}")
+            others: set[int] | None = None
+            if args.pin:
+                cpus = sorted(os.sched_getaffinity(0))
+                if len(cpus) < 2:
+                    p.error("--pin: needs at least 2 CPUs")
+                others = set(cpus[:-1])
+                os.sched_setaffinity(api.pid, {cpus[-1]})
+                assert server.proc is not None
+                os.sched_setaffinity(server.proc.pid, others)
+                os.sched_setaffinity(0, others)
+                print(
+                    f"pinned    api on CPU {cpus[-1]}; redis, load and this process on "
+                    f"{sorted(others)}"
+                )
             print(f"load      bench.openloop in another process, {CONNECTIONS} connections, "
                   f"1 s warm-up + {args.duration:g} s measured per run, channel web")  # fmt: skip
             cyc = itertools.cycle(ids)
@@ -189,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                     if name == "decide":
                         fresh_history(client, keys)
                         before = served_count(client, keys)
-                    out = load(port, targets[name], rate, args.duration if rate else 5.0)
+                    out = load(port, targets[name], rate, args.duration if rate else 5.0, others)
                     if name == "decide":
                         time.sleep(0.2)  # the decision log's last flush (every 5 ms)
                         served = f"{(served_count(client, keys) - before) / out['sent']:.0%}"
