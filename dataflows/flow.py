@@ -57,9 +57,11 @@ from models.feedback import (
     Example,
     FeedbackBook,
     FeedbackParams,
+    Waiting,
 )
 from models.identity import (
     ANON,
+    JOIN,
     USER,
     Control,
     IdentityParams,
@@ -272,15 +274,15 @@ class CustomerLogic:
         if out.links:
             emit.extend([(LINK, other, canonical) for other, canonical in out.links.items()])
             out.links = {}
+        if out.feedback:  # before the control records: a JOIN takes what waits (`_route`)
+            emit.extend([(FEEDBACK, ev, stitcher.key) for ev in out.feedback])
+            out.feedback = []
         if out.sends:
             emit.extend([(SEND, control, None) for control in out.sends])
             out.sends = []
         if out.notes:
             emit.extend([(NOTE, note, None) for note in out.notes])
             out.notes = []
-        if out.feedback:
-            emit.extend([(FEEDBACK, ev, stitcher.key) for ev in out.feedback])
-            out.feedback = []
         if out.observed:
             if self._actions:
                 _LOCAL.observed += out.observed
@@ -451,7 +453,8 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     def _route(self, emitted: list[Output], touched: set[str]) -> list[Output]:
-        """Apply a node's timer changes and feedback here; the rest goes on."""
+        """Apply a node's timer changes and feedback here; the rest goes on. An id that
+        yields to another customer (its JOIN) hands over its waiting decisions with it."""
         rest: list[Output] = []
         for o in emitted:
             tag = o[0]
@@ -459,9 +462,19 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
                 self.timers.apply(o[1])
                 touched.add(o[1].customer_id)
             elif tag == FEEDBACK:
-                rest += [(LEARN, ex, None) for ex in self.book.add(o[2], o[1])]
+                item = o[1]
+                if type(item) is Waiting:  # a group that joined this customer: its decisions
+                    done = self.book.merge(o[2], item)
+                else:
+                    done = self.book.add(o[2], item)
+                rest += [(LEARN, ex, None) for ex in done]
                 touched.add(o[2])
             else:
+                if tag == SEND and o[1].kind == JOIN:
+                    w = self.book.take(o[1].sender)
+                    if w is not None:
+                        o[1].waiting = w.to_row()
+                        touched.add(o[1].sender)
                 rest.append(o)
         return rest
 

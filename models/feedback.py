@@ -10,6 +10,9 @@ customer did next (pure; meant to run in the dataflow, per customer, in event ti
 - A click or dismissal may reach the log before the decision it answers (the API logs its
   decisions in batches, and several API replicas write concurrently): it is kept, at most
   `early_ms` of event time, and labels the decision when that arrives.
+- When the customer's ids merge (`models.identity`: a visitor logs in), what waits under the
+  id that yields moves to the customer it joins (`merge`): an order or a click that comes
+  under the other id afterwards still finds the decision it answers.
 
 Each decision yields exactly one example; later signals about it are ignored.
 """
@@ -152,6 +155,42 @@ def expire(w: Waiting, now_ms: int, params: FeedbackParams) -> list[Example]:
     return out
 
 
+def merge(into: Waiting, other: Waiting, params: FeedbackParams) -> list[Example]:
+    """Take `other` (what waited under an id merged into this customer) into `into`; the
+    examples that completes. A decision either side has labelled stays labelled; an early
+    answer that finds its decision on the other side labels it now; decisions stay oldest
+    first, and past `max_waiting` the oldest give up their place (timeouts), as in
+    `observe`. Taking the same `other` twice changes nothing the second time."""
+    done = into.done
+    for i in range(0, len(other.done), 8):
+        h = bytes(other.done[i : i + 8])
+        if not dedupe.contains(done, h):
+            done += h
+    if len(done) > 8 * _DONE:
+        del done[: -8 * _DONE]
+    mine = {d[0] for d in into.decisions}
+    decisions = [d for d in into.decisions if not into.is_done(d[0])]
+    decisions += [d for d in other.decisions if d[0] not in mine and not into.is_done(d[0])]
+    decisions.sort(key=lambda d: d[3])  # (stable: ties keep their order)
+    into.decisions = decisions
+    answered = {e[0] for e in into.early}
+    early = into.early + [e for e in other.early if e[0] not in answered]
+    early.sort(key=lambda e: e[2])
+    out: list[Example] = []
+    into.early = []
+    for e in early:
+        did, clicked, _ = e
+        at = next((i for i, d in enumerate(decisions) if d[0] == did), None)
+        if at is not None:
+            out.append(_label(into, at, clicked, "clicked" if clicked else "dismissed"))
+        elif not into.is_done(did):
+            into.early.append(e)
+    del into.early[: -params.max_waiting]
+    while len(into.decisions) > params.max_waiting:
+        out.append(_label(into, 0, False, "timeout"))
+    return out
+
+
 def watch(
     w: Waiting | None, ev: Event, params: FeedbackParams
 ) -> tuple[Waiting | None, list[Example]]:
@@ -199,6 +238,22 @@ class FeedbackBook:
         """Take in a customer's waiting decisions (read back from where they were stored)."""
         self.waiting[customer_id] = w
         self._deadlines.set(customer_id, w.due(self.params))
+
+    def merge(self, customer_id: str, other: Waiting) -> list[Example]:
+        """Take in what waited under another id that joined this customer (`merge`)."""
+        w = self.waiting.get(customer_id) or Waiting()
+        examples = merge(w, other, self.params)
+        if w.decisions or w.early:
+            self.adopt(customer_id, w)
+        else:
+            self.forget(customer_id)
+        return examples
+
+    def take(self, customer_id: str) -> Waiting | None:
+        """Hand over (and forget) what waits for an id that yields to another customer."""
+        w = self.waiting.get(customer_id)
+        self.forget(customer_id)
+        return w
 
     def forget(self, customer_id: str) -> None:
         """Drop everything of a customer (nothing waits any more, or erased)."""

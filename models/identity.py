@@ -94,7 +94,9 @@ class Control:
       merge; ``to_kind`` is the kind of ``to`` as the sender saw it; ``answers`` is the request
       this one answers (a counter-request from the higher-ranked group), or "".
     - JOIN: reply to ``req``: ``sender``'s group yields; ``state`` is its customer state
-      (`encode_state`, or b"" if it had none), with its ids, open requests and held events.
+      (`encode_state`, or b"" if it had none), with its ids, open requests and held events,
+      and ``waiting``, its served decisions awaiting an outcome (`Waiting.to_row`, or None:
+      the dataflow's partition, which keeps them, puts them in as the record goes out).
     - REFUSE: reply to ``req``: the merge would exceed the id limit.
     - FORWARD: ``event`` reached an id that was merged into ``to``.
     - DROP: ``to`` belonged to the erased customer ``sender``, whose other ids were
@@ -116,6 +118,7 @@ class Control:
     pending: dict[str, int] = field(default_factory=dict)
     held: list[Event] = field(default_factory=list)
     event: Event | None = None
+    waiting: list[Any] | None = None
     # not sent: set by the reader on records that were already in the log when the dataflow
     # (re)started, i.e. that a run before a crash may have acted on
     replayed: bool = False
@@ -135,7 +138,7 @@ def control_to_row(c: Control) -> list[Any]:
     if c.kind == JOIN:
         return [
             CONTROL_VERSION, JOIN, c.to, c.sender, c.req, c.state, c.ids, c.pending,
-            [event_to_row(e) for e in c.held],
+            [event_to_row(e) for e in c.held], c.waiting,
         ]  # fmt: skip
     return [CONTROL_VERSION, REFUSE, c.to, c.sender, c.req]
 
@@ -157,10 +160,11 @@ def row_to_control(row: Any) -> Control:
             _, _, _, sender, req, skind, tkind, size, answers = row
             return Control(LINK, to, sender, req, skind, tkind, size, answers)
         if kind == JOIN:
-            _, _, _, sender, req, state, ids, pending, held = row
+            # (older versions wrote no waiting decisions)
+            _, _, _, sender, req, state, ids, pending, held, *waiting = row
             return Control(
                 JOIN, to, sender, req, state=state, ids=list(ids), pending=dict(pending),
-                held=[row_to_event(r) for r in held],
+                held=[row_to_event(r) for r in held], waiting=waiting[0] if waiting else None,
             )  # fmt: skip
         if kind == REFUSE:
             return Control(REFUSE, to, row[3], row[4])
@@ -239,8 +243,9 @@ class Outbox:
     links: dict[str, str] = field(default_factory=dict)  # id -> canonical id ("" = delete)
     sends: list[Control] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # refusals, for logs and metrics
-    # served decisions, responses to them and orders: for the feedback join (`FeedbackBook`)
-    feedback: list[Event] = field(default_factory=list)
+    # served decisions, responses to them and orders, and the waiting decisions of a group
+    # that joined: for the feedback join (`FeedbackBook`), in order
+    feedback: list[Event | Waiting] = field(default_factory=list)
     observed: list[Observation] = field(default_factory=list)  # product interactions
     timers: list[TimerOp] = field(default_factory=list)  # trigger timers set or cancelled
 
@@ -570,6 +575,8 @@ class Stitcher:
             out.profile_changed = True
             if self.tp is not None:
                 out.timers += rearm(node.customer, self.tp)
+        if c.waiting:  # its decisions awaiting an outcome, before the events it releases
+            out.feedback.append(Waiting.from_row(c.waiting))
         asked = node.asked
         for other in (c.sender, *c.ids):
             if other != key and other not in node.ids:
@@ -633,7 +640,7 @@ def _readdress(c: Control, to: str) -> Control:
     # a new record: not `replayed`
     return Control(
         c.kind, to, c.sender, c.req, c.sender_kind, c.to_kind, c.size, c.answers, c.state,
-        c.ids, c.pending, c.held, c.event,
+        c.ids, c.pending, c.held, c.event, c.waiting,
     )  # fmt: skip
 
 

@@ -263,3 +263,61 @@ def test_decisions_and_clicks_train_the_models_the_api_uses(
             wait_until(lambda: arm in api.app.state.learner.arms)  # type: ignore[attr-defined]
     finally:
         df.stop()
+
+
+def test_a_decision_served_to_a_visitor_is_credited_by_the_order_after_the_login(
+    settings: Settings, rclient: redis.Redis, tmp_path: Path
+) -> None:
+    """The conversion that matters most: a visitor is shown the cart reminder, signs in, and
+    orders as the known customer. The order credits the decision though it was served to the
+    visitor's id (it moved to the account with the visitor's data)."""
+    from models.identity import decode_node
+    from models.learning import decode_learner
+
+    text = (Path(__file__).parents[2] / "config" / "catalog.toml").read_text()
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(text.replace("exploration = 0.05", "exploration = 0.0").replace(
+        "holdout_share = 0.05", "holdout_share = 0.0"))  # fmt: skip
+    settings = settings.model_copy(update={"catalog": catalog, "model_refresh_s": 0.1,
+                                           "trigger_cart_s": ()})  # fmt: skip
+    keys = Keys(settings.key_prefix)
+    df = Dataflow(settings).start()
+    try:
+        ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
+        cart = {"type": "track", "anonymousId": "visitor-7", "event": "Product Added",
+                "messageId": "va1", "timestamp": ago,
+                "properties": {"product_id": "p1", "price": 30.0, "quantity": 1}}  # fmt: skip
+        assert ingest(settings, [{"batch": [cart]}]) == 1
+        with TestClient(create_app(settings)) as api:
+            wait_until(lambda: api.get("/v1/customers/visitor-7", headers=AUTH).status_code == 200)
+            d = api.get("/v1/decide", params={"customer_id": "visitor-7", "channel": "web"},
+                        headers=AUTH).json()  # fmt: skip
+            assert (d["customer_id"], d["message"]["id"]) == ("visitor-7", "cart_reminder")
+
+            def waiting() -> list[Any]:
+                blob = rclient.get(keys.state("visitor-7"))
+                node = decode_node(blob) if isinstance(blob, bytes) else None
+                return node.waiting.decisions if node and node.waiting else []
+
+            wait_until(lambda: [w[0] for w in waiting()] == [d["decision_id"]])
+            login = {"type": "identify", "anonymousId": "visitor-7", "userId": "vera",
+                     "messageId": "vl1"}  # fmt: skip
+            order = {
+                "type": "track",
+                "userId": "vera",
+                "event": "Order Completed",
+                "messageId": "vo1",
+                "properties": {"order_id": "o7", "revenue": 30.0},
+            }
+            assert ingest(settings, [{"batch": [login, order]}]) == 2
+            arm = "cart_reminder|web"
+            wait_until(lambda: rclient.get(keys.model(arm)) is not None)
+            blob = rclient.get(keys.model(arm))
+            assert isinstance(blob, bytes)
+            model = decode_learner(blob).arms[arm]
+            assert (model.n, model.positives) == (1, 1)  # credited, not a timeout later
+            assert waiting() == []  # nothing left waiting under the visitor's id
+            vera = api.get("/v1/customers/visitor-7", headers=AUTH).json()
+            assert vera["customer_id"] == "vera" and vera["orders"]["count"] == 1
+    finally:
+        df.stop()

@@ -176,3 +176,50 @@ def test_the_books_queue_grows_with_the_customers_waiting_not_the_decisions() ->
     labelled += [e.decision_id for e in book.advance(10**15)]
     assert sorted(labelled) == sorted(f"d{n}" for n in range(5_000))  # each exactly once
     assert book.waiting == {} and book.advance(10**16) == []
+
+
+def test_what_waits_under_an_id_that_joins_another_moves_with_it() -> None:
+    """A visitor served a message who then logs in: the order or the click that comes
+    under the account afterwards still finds the decision (`merge`)."""
+    from models.feedback import FeedbackBook, merge
+
+    book = FeedbackBook(P)
+    book.add("anon", served("d1", "cart", 0))
+    book.add("anon", served("d2", "welcome", H))
+    book.add("user", served("d3", "loyalty", 2 * H))
+    moved = book.take("anon")
+    assert moved is not None and "anon" not in book.waiting
+    assert book.merge("user", moved) == []
+    assert [d[0] for d in book.waiting["user"].decisions] == ["d1", "d2", "d3"]  # oldest first
+    # the order under the account credits the latest decision in its window, whichever id
+    # it was served to; the click labels the visitor's first
+    order = book.add("user", track("Order Completed", 2 * H + 5))
+    assert [(e.decision_id, e.why) for e in order] == [("d3", "converted")]
+    click = book.add("user", track("Message Clicked", 2 * H + 6, decision_id="d1"))
+    assert [(e.decision_id, e.why) for e in click] == [("d1", "clicked")]
+    # d2 times out once, on the account's deadline; the visitor's id has nothing left
+    assert [(e.decision_id, e.why) for e in book.advance(73 * H + 1)] == [("d2", "timeout")]
+    assert book.waiting == {} and book.advance(10**15) == []
+
+    # an answer that came early on one side labels the other side's decision; what either
+    # side labelled stays labelled; taking the same thing twice changes nothing
+    a, b = Waiting(), Waiting()
+    observe(a, track("Message Dismissed", 5, decision_id="d9"), P)
+    observe(a, served("d8", "m", 1), P)
+    observe(a, track("Message Clicked", 6, decision_id="d8"), P)  # d8 done on a's side
+    observe(b, served("d9", "m", 0), P)
+    observe(b, served("d8", "m", 1), P)  # (the same decision logged under the other id)
+    b_row = b.to_row()
+    out = merge(a, b, P)
+    assert [(e.decision_id, e.y, e.why) for e in out] == [("d9", False, "dismissed")]
+    assert a.decisions == [] and a.early == [] and a.is_done("d8") and a.is_done("d9")
+    assert merge(a, Waiting.from_row(b_row), P) == [] and a.decisions == []
+
+    # past max_waiting the oldest give up their place, as when served
+    many, more = Waiting(), Waiting()
+    for i in range(10):
+        observe(many, served(f"m{i}", "m", 2 * i), P)
+        observe(more, served(f"n{i}", "m", 2 * i + 1), P)
+    out = merge(many, more, P)
+    assert [e.decision_id for e in out] == ["m0", "n0", "m1", "n1"]
+    assert all(e.why == "timeout" for e in out) and len(many.decisions) == P.max_waiting

@@ -22,6 +22,7 @@ from models.identity import (
     ANON,
     CONTROL_VERSION,
     DROP,
+    JOIN,
     USER,
     Control,
     IdentityParams,
@@ -367,6 +368,28 @@ def test_drop_records_of_the_previous_format_are_read() -> None:
     assert (c.sender, c.ids) == ("u1", [])  # before the group's ids were sent along
     (back,) = decode_controls(encode_controls([Control(DROP, "a1", "u1", ids=["a1", "u2"])]))
     assert (back.sender, back.ids) == ("u1", ["a1", "u2"])
+
+
+def test_a_join_carries_the_decisions_waiting_under_the_id_that_yields() -> None:
+    from models.events import decision_event
+    from models.feedback import FeedbackParams, Waiting, observe
+
+    w = Waiting()
+    observe(w, decision_event("a1", "d1", "cart", "web", 1.0, False, T0, {"views": 0.5}),
+            FeedbackParams())  # fmt: skip
+    join = Control(JOIN, "u1", "a1", "r1", state=b"", ids=["a2"], waiting=w.to_row())
+    (back,) = decode_controls(encode_controls([join]))
+    assert back.waiting is not None
+    assert Waiting.from_row(back.waiting).decisions == w.decisions
+    # the joining customer takes them in before the events it releases
+    node = Node("u1", USER, pending={"r1": 1})
+    out = Outbox()
+    Stitcher("u1", IdentityParams(), P).apply(node, [back], out)
+    assert [type(f) for f in out.feedback] == [Waiting]
+    # a JOIN of the previous format (nothing waiting) is read
+    old = [CONTROL_VERSION, JOIN, "u1", "a1", "r1", b"", [], {}, []]
+    (c,) = decode_controls(msgpack.packb([old], use_bin_type=True))
+    assert (c.kind, c.sender, c.waiting) == (JOIN, "a1", None)
 
 
 def test_erase_named_by_a_merged_id_reaches_the_customer() -> None:
