@@ -470,7 +470,8 @@ class PartitionLogic(StatefulBatchLogic[Any, Output, bytes]):
                 rest += [(LEARN, ex, None) for ex in done]
                 touched.add(o[2])
             else:
-                if tag == SEND and o[1].kind == JOIN:
+                if tag == SEND and o[1].kind == JOIN and o[1].waiting is None:
+                    # (a JOIN only readdressed here has its sender's decisions already)
                     w = self.book.take(o[1].sender)
                     if w is not None:
                         o[1].waiting = w.to_row()
