@@ -1,7 +1,8 @@
 """The learning loop in a simulator with known response probabilities: does the learned
 policy find the best message for each kind of customer?
 
-``python -m bench.learning [--decisions 100000] [--seed 1] [--png bench/learning_curve.png]``
+``python -m bench.learning [--decisions 100000] [--seed 1] [--png bench/learning_curve.png]
+[--strategy epsilon-greedy|thompson]``
 
 Customers come from four segments (cart abandoners, loyal buyers, browsers, lapsed buyers),
 each with its own feature distribution (the `models.features` view, with noise). Every
@@ -13,7 +14,8 @@ random draws (common random numbers):
 - oracle: the best expected reward, knowing the true probabilities;
 - learned: `models.learning.Learner` (River logistic regression per arm, cold-start prior,
   learning from every outcome), arbitrated as `/v1/decide` does (propensity x value x lever)
-  with the catalog's epsilon-greedy exploration;
+  with the catalog's exploration: epsilon-greedy, or Thompson sampling (``--strategy
+  thompson``: propensities drawn from each arm's posterior, `Learner.sample`);
 - fixed priority: the highest value x lever, always;
 - uniform random.
 
@@ -30,7 +32,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.machine import header, table
-from config.catalog import load_catalog
+from config.catalog import STRATEGIES, load_catalog
+from models.decision import THOMPSON
 from models.learning import Learner, vector
 
 TARGET: Final = 0.90
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--epsilon", type=float, default=None, help="exploration share (default: the catalog's)"
     )
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="how the learned policy explores (default: the catalog's)")  # fmt: skip
     args = p.parse_args(argv)
     print(header("nudge bench: learning loop in a simulator (known response rates)",
                  "bench.learning"))  # fmt: skip
@@ -84,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     messages = [m for m in catalog.messages if m.id in TRUTH["loyal"]]
     worth = {m.id: m.value * m.lever for m in messages}
     epsilon = catalog.policy.exploration if args.epsilon is None else args.epsilon
+    strategy = args.strategy or catalog.policy.exploration_strategy
     rng = random.Random(args.seed)
+    draw = random.Random(args.seed + 1)  # Thompson sampling's draws
     learner = Learner()
     segments, weights = list(SHARES), list(SHARES.values())
     totals = dict.fromkeys(("oracle", "learned", "fixed", "random"), 0.0)
@@ -105,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             return worth[m] if draws[m] < truth[m] else 0.0
 
         oracle = max(worth, key=lambda m: (truth[m] * worth[m], m))
-        if rng.random() < epsilon:
+        if strategy == THOMPSON:
+            best = max(worth, key=lambda m: (learner.propensity(m, CHANNEL, x) * worth[m], m))
+            pick = max(worth, key=lambda m: (learner.sample(m, CHANNEL, x, draw) * worth[m], m))
+            explored += pick != best
+        elif rng.random() < epsilon:
             pick = rng.choice(list(worth))
             explored += 1
         else:
@@ -121,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             curve.append((i, win["learned"] / win["oracle"] if win["oracle"] else 0.0))
             win = dict.fromkeys(totals, 0.0)
     share = {k: v / totals["oracle"] for k, v in totals.items()}
+    how = "Thompson sampling" if strategy == THOMPSON else f"epsilon-greedy, {epsilon:g}"
     print(f"decisions {args.decisions:,}, {len(worth)} messages on {CHANNEL}, 4 segments; "
-          f"exploration {explored / args.decisions:.1%} (epsilon {epsilon:g})")  # fmt: skip
+          f"exploration {explored / args.decisions:.1%} ({how})")  # fmt: skip
     print(table([[k, f"{totals[k]:,.0f}", f"{share[k]:.3f}"] for k in totals],
                 ["policy", "cumulative reward", "share of oracle"]))  # fmt: skip
     print("learning curve (learned / oracle reward per window of "

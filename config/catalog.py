@@ -64,6 +64,7 @@ _FIELDS: Final = frozenset(
 DAY_S: Final = 86_400
 WEEK_S: Final = 7 * DAY_S
 _WINDOWS: Final = {"day": DAY_S, "week": WEEK_S}
+STRATEGIES: Final = ("epsilon-greedy", "thompson")  # `ContactPolicy.exploration_strategy`
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,10 @@ class ContactPolicy:
     default_timezone: str = "UTC"
     suppress_after_conversion_s: int = DAY_S
     exploration: float = 0.05  # epsilon-greedy: this share of decisions tries another message
+    # how decisions explore: "epsilon-greedy" (the `exploration` share picks another eligible
+    # message at random) or "thompson" (every decision ranks by propensities drawn from the
+    # models' posteriors: `models.learning.Learner.sample`; `exploration` is not used)
+    exploration_strategy: str = "epsilon-greedy"
     # channel, or "*" for all channels together -> caps
     caps: Mapping[str, tuple[Cap, ...]] = field(default_factory=_default_caps)
 
@@ -221,7 +226,8 @@ def _policy(raw: Any, where: str) -> ContactPolicy:
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: a table is required")
     known = {"holdout_share", "holdout_salt", "quiet_hours", "default_timezone",
-             "suppress_after_conversion_s", "caps", "exploration"}  # fmt: skip
+             "suppress_after_conversion_s", "caps", "exploration",
+             "exploration_strategy"}  # fmt: skip
     unknown = set(raw) - known
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -249,6 +255,9 @@ def _policy(raw: Any, where: str) -> ContactPolicy:
     explore = raw.get("exploration", base.exploration)
     if isinstance(explore, bool) or not isinstance(explore, int | float) or not 0 <= explore <= 1:
         raise fail("exploration", "the share of decisions that explore, from 0 to 1 (e.g. 0.1)")
+    strategy = raw.get("exploration_strategy", base.exploration_strategy)
+    if strategy not in STRATEGIES:
+        raise fail("exploration_strategy", f"one of {', '.join(map(repr, STRATEGIES))}")
     caps = dict(base.caps)
     raw_caps = raw.get("caps", {})
     if not isinstance(raw_caps, dict):
@@ -266,7 +275,8 @@ def _policy(raw: Any, where: str) -> ContactPolicy:
                 raise fail(f"caps.{ch}.{w}", "a whole number ≥ 0 (0: never)")
         caps[ch] = tuple(Cap(n, _WINDOWS[w]) for w, n in sorted(windows.items()))
     return ContactPolicy(
-        float(share), salt, start, end, tuple(qch), tz, suppress, float(explore), caps,
+        float(share), salt, start, end, tuple(qch), tz, suppress, float(explore), strategy,
+        caps,
     )  # fmt: skip
 
 

@@ -12,10 +12,12 @@ The rules, in order — the first that applies suppresses the decision:
    true under its rule;
 7. ``cooldown``: every eligible message was sent within its cooldown.
 
-Among what is left, score = propensity * value * lever; the highest wins (ties: message id),
-except in the policy's `exploration` share of decisions (epsilon-greedy, given an `rng`),
-which pick one of the others uniformly and say so (`explore`), so that learning keeps
-seeing every eligible message.
+Among what is left, score = propensity * value * lever; the highest wins (ties: message id).
+Exploration keeps learning seeing every eligible message, in the way the policy's
+`exploration_strategy` says (given an `rng`): epsilon-greedy, the `exploration` share of
+decisions picks one of the others uniformly; Thompson sampling (given a `sample`), every
+decision ranks by propensities drawn from the models' posteriors. A decision whose choice is
+not the best by the models' estimates says so (`explore`).
 Caps and cooldowns hold under concurrency because contacts are recorded under a per-customer
 *hold*: the API's one Redis read takes it with the history it returns (`decision_read.lua`),
 and releases it with the contact it served once the answer is out (`decision_done.lua`); a
@@ -45,6 +47,8 @@ ALL: Final = "*"
 HOLD_MS: Final = 5_000
 IN_FLIGHT: Final = "another decision for this customer is being made (one at a time)"
 Propensity = Callable[[str, str, Mapping[str, Any]], float]  # (message, channel, features)
+Sampler = Callable[[str, str, Mapping[str, Any], Random], float]  # a draw, for Thompson sampling
+THOMPSON: Final = "thompson"
 
 
 def prior(message_id: str, channel: str, feats: Mapping[str, Any]) -> float:
@@ -132,9 +136,11 @@ def decide(
     propensity: Propensity = prior,
     suggest: Callable[[Profile], list[str]] | None = None,
     rng: Random | None = None,
+    sample: Sampler | None = None,
 ) -> Decision:
     """The decision (see the module's docstring). `suggest` gives the customer's product
-    suggestions (`models.products.for_profile`); asked only once a message is chosen."""
+    suggestions (`models.products.for_profile`); asked only once a message is chosen.
+    `sample` draws propensities for Thompson sampling (`models.learning.Scorer.sample`)."""
     policy = catalog.policy
     cid = profile.customer_id
     d = Decision(cid, channel)
@@ -177,20 +183,34 @@ def decide(
         ((propensity(m.id, channel, feats) * m.value * m.lever, m) for m in fresh),
         key=lambda sm: (-sm[0], sm[1].id),
     )
-    explore = rng is not None and len(ranked) > 1 and rng.random() < policy.exploration
-    if explore:
-        # epsilon-greedy: one of the others, uniformly; it goes first for the atomic write
-        assert rng is not None
-        pick = ranked.pop(rng.randrange(1, len(ranked)))
-        ranked.insert(0, pick)
+    if rng is not None and sample is not None and policy.exploration_strategy == THOMPSON:
+        # every candidate scored with a propensity drawn from its model's posterior
+        greedy = ranked[0][1]
+        drawn = {m.id: sample(m.id, channel, feats, rng) for m in fresh}
+        ranked = sorted(
+            ((drawn[m.id] * m.value * m.lever, m) for m in fresh),
+            key=lambda sm: (-sm[0], sm[1].id),
+        )
+        explore = ranked[0][1] is not greedy
+        why = "Thompson sampling" + (", not the best estimate," if explore else "")
+        shown = f"drawn {drawn[ranked[0][1].id]:.3f} (estimate "
+        shown += f"{propensity(ranked[0][1].id, channel, feats):.3f})"
+    else:
+        explore = rng is not None and len(ranked) > 1 and rng.random() < policy.exploration
+        if explore:
+            # epsilon-greedy: one of the others, uniformly; it goes first for the atomic write
+            assert rng is not None
+            pick = ranked.pop(rng.randrange(1, len(ranked)))
+            ranked.insert(0, pick)
+        why = "exploring (epsilon-greedy)" if explore else "highest expected value"
+        shown = f"{propensity(ranked[0][1].id, channel, feats):.3f}"
     d.candidates = ranked
     d.explore = explore
     score, best = ranked[0]
     d.message, d.score = best, score
-    why = "exploring (epsilon-greedy)" if explore else "highest expected value"
     d.reason = (
-        f"{why} of {len(fresh)} eligible: propensity "
-        f"{propensity(best.id, channel, feats):.3f} * value {best.value:g} * lever {best.lever:g}"
+        f"{why} of {len(fresh)} eligible: propensity {shown} * value {best.value:g} * "
+        f"lever {best.lever:g}"
     )
     if suggest is not None:
         d.suggestions = suggest(profile)

@@ -7,15 +7,24 @@ scores, with this same code).
   the prior with the model's estimate in proportion to the examples seen (cold start).
 - Progressive validation: every label is first predicted, then learned; ROC AUC and log loss
   per arm are kept (River's metrics).
+- Thompson sampling (the catalog's ``exploration_strategy = "thompson"``): each arm also
+  keeps a diagonal Gaussian posterior over its logit's weights, the Laplace approximation of
+  online Bayesian logistic regression (Chapelle & Li, "An Empirical Evaluation of Thompson
+  Sampling", 2011): a weight's precision starts at `PRIOR_PRECISION` and grows by
+  ``x_i² p (1 - p)`` with every label. `Learner.sample` draws a propensity from it: the
+  logit's mean (that of `propensity`) plus its standard deviation ``sqrt(Σ x_i² / q_i)``
+  times one normal draw (exact for a diagonal Gaussian: one draw per message, not one per
+  weight). Arms with few labels draw widely, and explore; well-known arms draw near their mean.
 - The models reach the API as versioned msgpack (`encode_learner` / `decode_learner`): the
-  weights, intercept and counts; never pickle.
+  weights, intercept, precisions and counts; never pickle.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,7 +34,9 @@ from river.utils import VectorDict
 
 from models import NudgeError
 
-LEARNER_VERSION: Final = 1
+LEARNER_VERSION: Final = 2  # 2: with each arm's precisions (Thompson sampling)
+PRIOR_PRECISION: Final = 1.0  # of each weight and the intercept, before any label
+_BIAS: Final = ""  # the intercept's key among an arm's precisions
 _packer = msgpack.Packer(use_bin_type=True)
 
 
@@ -91,6 +102,8 @@ class Arm:
     auc: Any = field(default_factory=metrics.ROCAUC)
     logloss: Any = field(default_factory=metrics.LogLoss)
     published: tuple[float, float] | None = None  # (ROC AUC, log loss) as decoded: frozen
+    # the posterior precision of each weight (`_BIAS`: the intercept's), for Thompson sampling
+    precision: dict[str, float] = field(default_factory=dict)
 
 
 def _model(lr: float) -> linear_model.LogisticRegression:
@@ -124,6 +137,21 @@ class Learner:
         trust = min(1.0, arm.n / self.min_examples)
         return trust * p + (1 - trust) * self.prior
 
+    def sample(
+        self, message_id: str, channel: str, x: Mapping[str, float], rng: random.Random
+    ) -> float:
+        """A propensity drawn from the arm's posterior (Thompson sampling; see the module's
+        docstring): around `propensity`, as widely as the arm's labels leave it uncertain."""
+        mean = min(max(self.propensity(message_id, channel, x), 1e-9), 1 - 1e-9)
+        arm = self.arms.get(self.key(message_id, channel))
+        q = arm.precision if arm is not None else {}
+        var = 1 / q.get(_BIAS, PRIOR_PRECISION)
+        for f, v in x.items():
+            if v:
+                var += v * v / q.get(f, PRIOR_PRECISION)
+        z = math.log(mean / (1 - mean)) + math.sqrt(var) * rng.gauss(0.0, 1.0)
+        return 1 / (1 + math.exp(-z)) if z > -700 else 0.0
+
     def learn(self, message_id: str, channel: str, x: Mapping[str, float], y: bool) -> None:
         """One label: predicted first (progressive validation), then learned."""
         arm = self._arm(message_id, channel)
@@ -133,6 +161,13 @@ class Learner:
         arm.model.learn_one(x, y)
         arm.n += 1
         arm.positives += int(y)
+        # the posterior's precision (Laplace, diagonal): the curvature of the log loss at p
+        w = p * (1 - p)
+        q = arm.precision
+        q[_BIAS] = q.get(_BIAS, PRIOR_PRECISION) + w
+        for f, v in x.items():
+            if v:
+                q[f] = q.get(f, PRIOR_PRECISION) + v * v * w
 
     def report(self) -> dict[str, dict[str, float]]:
         """Per arm: examples, response rate, progressive ROC AUC and log loss."""
@@ -158,6 +193,7 @@ def encode_learner(learner: Learner) -> bytes:
             a.positives,
             _metric(a.auc),
             _metric(a.logloss),
+            a.precision,
         ]
         for k, a in learner.arms.items()
     }
@@ -179,25 +215,44 @@ def decode_learner(data: bytes) -> Learner:
         version, prior, min_examples, lr, arms = row
     except (ValueError, TypeError) as exc:
         raise LearnerError(f"not a learner blob: {exc}") from exc
-    if version != LEARNER_VERSION:
+    if version not in (1, LEARNER_VERSION):  # (1: without the precisions)
         raise LearnerError(f"unknown learner version {version!r}")
     learner = Learner(prior, min_examples, lr)
-    for k, (weights, intercept, n, positives, auc, logloss) in arms.items():
+    for k, (weights, intercept, n, positives, auc, logloss, *precision) in arms.items():
         model = _model(lr)
         model._weights = VectorDict(weights)
         model.intercept = intercept
-        learner.arms[k] = Arm(model, n, positives, published=(auc, logloss))
+        learner.arms[k] = Arm(model, n, positives, published=(auc, logloss),
+                              precision=dict(precision[0]) if precision else {})  # fmt: skip
     return learner
 
 
-def scorer(learner: Learner) -> Callable[[str, str, Mapping[str, Any]], float]:
-    """`learner` as the `propensity` of `models.decision.decide`: features are turned into the
-    model's vector once per decision, not once per message."""
-    last: list[Any] = [None, None]
+class Scorer:
+    """`learner` as `models.decision.decide` reads it: called, the propensity (`propensity`);
+    `sample`, a draw for Thompson sampling. The features are turned into the model's vector
+    once per decision, not once per message."""
 
-    def propensity(message_id: str, channel: str, feats: Mapping[str, Any]) -> float:
-        if last[0] is not feats:
-            last[0], last[1] = feats, vector(feats)
-        return learner.propensity(message_id, channel, last[1])
+    __slots__ = ("_feats", "_x", "learner")
 
-    return propensity
+    def __init__(self, learner: Learner) -> None:
+        self.learner = learner
+        self._feats: Mapping[str, Any] | None = None
+        self._x: dict[str, float] = {}
+
+    def _vector(self, feats: Mapping[str, Any]) -> dict[str, float]:
+        if self._feats is not feats:
+            self._feats, self._x = feats, vector(feats)
+        return self._x
+
+    def __call__(self, message_id: str, channel: str, feats: Mapping[str, Any]) -> float:
+        return self.learner.propensity(message_id, channel, self._vector(feats))
+
+    def sample(
+        self, message_id: str, channel: str, feats: Mapping[str, Any], rng: random.Random
+    ) -> float:
+        return self.learner.sample(message_id, channel, self._vector(feats), rng)
+
+
+def scorer(learner: Learner) -> Scorer:
+    """`learner` as the `propensity` (and `sample`) of `models.decision.decide`."""
+    return Scorer(learner)

@@ -127,6 +127,7 @@ async def _decide(state: Any, any_id: str, channel: str, context: dict[str, Any]
         d = decide(
             catalog, profile, channel, now, history, context, consent, state.propensity,
             suggest=partial(for_profile, products) if products is not None else None, rng=_RNG,
+            sample=state.propensity.sample,
         )  # fmt: skip
         message = d.message
         if message is not None and not held:

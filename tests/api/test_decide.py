@@ -365,3 +365,26 @@ def test_published_product_index_gives_suggestions(rclient: redis.Redis,
     # p5 (bought), p3 (being viewed) nor p1..p3 twice
     assert d["suggestions"] == ["p4", "p6", "p8", "p7"]
     assert "p4, p6" in d["message"]["content"]["banner"]
+
+
+def test_thompson_sampling_when_the_catalog_says_so(
+    rclient: redis.Redis, settings: Settings, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog-thompson.toml"
+    strategy = 'exploration_strategy = "epsilon-greedy"'
+    assert strategy in CATALOG_TEXT
+    catalog.write_text(CATALOG_TEXT.replace(strategy, 'exploration_strategy = "thompson"'))
+    settings = settings.model_copy(update={"catalog": catalog})
+    ids = [reachable(f"ts{i}-") for i in range(40)]
+    for cid in ids:  # cart reminder and checkout help both eligible
+        put_profile(rclient, settings, cid, cart(cid, price=80.0))
+    with TestClient(create_app(settings)) as client:
+        answers = [
+            client.get("/v1/decide", params={"customer_id": cid, "channel": "web"},
+                       headers=AUTH).json()
+            for cid in ids
+        ]  # fmt: skip
+    chosen = {a["message"]["id"] for a in answers}
+    assert chosen == {"cart_reminder", "checkout_help"}  # nothing learned yet: both tried
+    assert all(a["reason"].startswith("Thompson sampling") for a in answers)
+    assert any(a["explore"] for a in answers) and not all(a["explore"] for a in answers)

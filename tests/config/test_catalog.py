@@ -155,6 +155,9 @@ def test_the_default_policy() -> None:
     assert policy.caps["email"] == (Cap(1, 86_400), Cap(3, 7 * 86_400))
     assert policy.caps["*"] == (Cap(3, 86_400), Cap(10, 7 * 86_400))
     assert parse_catalog(base()).policy == ContactPolicy()  # no [policy]: the defaults
+    assert policy.exploration_strategy == "epsilon-greedy"
+    ts = parse_catalog({**base(), "policy": {"exploration_strategy": "thompson"}}).policy
+    assert ts.exploration_strategy == "thompson"
 
 
 @pytest.mark.parametrize(
@@ -169,6 +172,10 @@ def test_the_default_policy() -> None:
         ({"caps": {"email": {"day": -1}}}, "caps.email.day: a whole number"),
         ({"colour": 1}, "policy: colour: unknown key"),
         ({"exploration": 2}, "policy: exploration: the share of decisions"),
+        (
+            {"exploration_strategy": "ucb"},
+            "policy: exploration_strategy: one of 'epsilon-greedy', 'thompson'",
+        ),
     ],
 )
 def test_policy_mistakes_are_named(policy: dict[str, Any], error: str) -> None:
