@@ -69,6 +69,7 @@ from models.identity import (
     Node,
     Outbox,
     Stitcher,
+    claim_user,
     decode_node,
     encode_node,
     key_of,
@@ -216,6 +217,8 @@ class CustomerLogic:
                 if node is None:
                     key = ev.customer_key  # a plain event is keyed by its own id
                     node = self.node = Node(key, USER if ev.user_id == key else ANON)
+                elif node.kind == ANON and ev.user_id == node.key:
+                    claim_user(node, ev)  # (created by a served decision)
                 if check and not knows_every_id(node, ev):
                     break
                 customer = node.customer

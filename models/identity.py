@@ -48,7 +48,7 @@ from models.customer import (
     state_to_row,
     step,
 )
-from models.events import ERASE, ORDER_COMPLETED, Event
+from models.events import DECISION, ERASE, ORDER_COMPLETED, Event
 from models.feedback import Waiting, is_feedback
 from models.products import ACTIONS, Observation, observations
 from models.triggers import (
@@ -377,7 +377,7 @@ class Stitcher:
             self.erase(node, out)
             return None
         if node is None:
-            node = Node(self.key, USER if ev.user_id == self.key else ANON)
+            node = Node(self.key, kind_of(self.key, ev))
         elif node.target is not None:
             out.sends.append(Control(FORWARD, node.target, event=ev))
             return node
@@ -398,6 +398,8 @@ class Stitcher:
         return node
 
     def _step(self, node: Node, ev: Event, out: Outbox) -> None:
+        if node.kind == ANON and ev.user_id == self.key:
+            claim_user(node, ev)
         customer = node.customer
         if customer is None:
             customer = node.customer = new_state(self.key, ev.timestamp)
@@ -591,6 +593,20 @@ class Stitcher:
             _own(node, "held").extend(c.held)
         self._release(node, out)
         return node
+
+
+def kind_of(key: str, ev: Event) -> int:
+    """The kind of a new id's node, from its first event. A served decision (which the API
+    logs with the id as a userId, not knowing which it is) says nothing: anonymous until an
+    event of its own says otherwise (`claim_user`)."""
+    return USER if ev.user_id == key and ev.type != DECISION else ANON
+
+
+def claim_user(node: Node, ev: Event) -> None:
+    """`ev` names the anonymous id `node` as its userId: the id is a userId, unless it has
+    taken part in a merge already (ranks are static once a merge has compared them)."""
+    if ev.type != DECISION and node.target is None and not (node.ids or node.asked or node.pending):
+        node.kind = USER
 
 
 def knows_every_id(node: Node, ev: Event) -> bool:

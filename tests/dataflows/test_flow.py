@@ -388,3 +388,17 @@ def test_a_decision_served_before_a_login_is_credited_by_what_comes_after_it() -
         parts[p].on_batch([(p, Tick(p, t + 80 * h))])
     assert sorted(examples) == [("d1", True, "converted"), ("d2", True, "clicked")]
     assert all(part.book.waiting == {} for part in parts)
+
+
+def test_an_id_first_seen_in_a_served_decision_takes_its_kind_from_its_own_events() -> None:
+    from dataflows.flow import CustomerLogic, identity_params
+    from models.events import decision_event
+    from models.identity import ANON, USER
+
+    settings = Settings()
+    for own, kind in (({"user_id": "zed"}, USER), ({"anonymous_id": "zed"}, ANON)):
+        lg = CustomerLogic(profile_params(settings), identity_params(settings), None)
+        lg.on_batch([decision_event("zed", "d1", "welcome", "web", 1.0, False, NOW, {})])
+        assert lg.node is not None and lg.node.kind == ANON  # the decision says nothing
+        lg.on_batch([Event("track", "m1", NOW + 1, NOW, "web", event="Page Viewed", **own)])
+        assert lg.node.kind == kind

@@ -209,6 +209,35 @@ def test_anonymous_then_identify_then_either_id() -> None:
         assert "profile:a1" not in log.redis and log.redis["link:a1"] == "u1"
 
 
+def test_a_decision_served_before_any_event_does_not_decide_what_kind_of_id_it_is() -> None:
+    """The API logs a served decision with the id as a userId (it cannot know): a visitor
+    decided for before its first event is still anonymous, and a known customer decided for
+    before theirs is still a userId, so the canonical id is the userId either way."""
+    from models.events import decision_event
+
+    def served(cid: str) -> Event:
+        return decision_event(cid, f"d-{cid}", "welcome", "web", 1.0, False, T0, {})
+
+    visitor = [
+        served("0visitor"),  # (sorts before "zoe": as a userId it would win the merge)
+        ev("m1", 1, anon="0visitor", product_id="p1"),
+        identify("m2", 2, "0visitor", "zoe"),
+    ]
+    known = [
+        served("zed"),  # a userId decided for (an email list) before any event of theirs
+        ev("m3", 1, user="zed", product_id="p2"),
+        identify("m4", 2, "a1", "zed"),  # ("a1" sorts first: as an equal it would win)
+        ev("m5", 3, anon="a1", product_id="p3"),
+    ]
+    for seed in range(10):
+        log = replay(visitor, seed)
+        assert (log.profile("0visitor") or ("",))[0] == "zoe"
+        assert log.redis.get("link:0visitor") == "zoe"
+        log = replay(known, seed)
+        assert (log.profile("a1") or ("",))[0] == "zed"
+        assert log.redis.get("link:a1") == "zed"
+
+
 def test_two_devices_and_two_carts_merge_into_one_customer() -> None:
     events = [
         ev("m1", 0, anon="phone", name="Product Added", product_id="p1", price=5.0, quantity=1),
