@@ -143,7 +143,10 @@ class DecisionOut(BaseModel):
     customer_id: str = Field(description="The canonical customer id the decision is for.")
     channel: str
     message: MessageOut | None = Field(description="null: nothing to say now (see suppressed_by).")
-    score: float = Field(description="propensity * value * lever of the chosen message.")
+    score: float = Field(
+        description="propensity * value * lever of the chosen message (the propensity drawn "
+        "from the model's posterior under Thompson sampling)."
+    )
     reason: str
     explore: bool = Field(description="Whether the choice was exploration rather than the best.")
     suppressed_by: str | None = Field(
