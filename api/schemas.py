@@ -171,6 +171,7 @@ class DecisionsOut(BaseModel):
     served: int
     explored: int
     explore_share: float
+    strategy: str = Field(description="How decisions explore: epsilon-greedy or thompson.")
 
 
 class ProductIndexOut(BaseModel):

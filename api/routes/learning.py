@@ -40,6 +40,7 @@ async def get_models(request: Request) -> dict[str, Any]:
             "served": served,
             "explored": explored,
             "explore_share": explored / served if served else 0.0,
+            "strategy": state.catalog.policy.exploration_strategy,
         },
         "products": {
             "indexed": len(products.trend) if products is not None else 0,

@@ -321,7 +321,9 @@ def test_published_models_change_the_decision(rclient: redis.Redis, settings: Se
     arm = report["arms"]["checkout_help|web"]
     assert arm["examples"] == 400 and arm["response_rate"] == 0.5 and arm["trust"] == 1.0
     assert 0.0 <= arm["roc_auc"] <= 1.0 and arm["log_loss"] > 0
-    assert report["decisions"] == {"served": 2, "explored": 0, "explore_share": 0.0}
+    assert report["decisions"] == {
+        "served": 2, "explored": 0, "explore_share": 0.0, "strategy": "epsilon-greedy"
+    }  # fmt: skip
     assert client.get("/v1/models").status_code == 401
 
 
@@ -384,6 +386,8 @@ def test_thompson_sampling_when_the_catalog_says_so(
                        headers=AUTH).json()
             for cid in ids
         ]  # fmt: skip
+        report = client.get("/v1/models", headers=AUTH).json()
+    assert report["decisions"]["strategy"] == "thompson"
     chosen = {a["message"]["id"] for a in answers}
     assert chosen == {"cart_reminder", "checkout_help"}  # nothing learned yet: both tried
     assert all(a["reason"].startswith("Thompson sampling") for a in answers)
