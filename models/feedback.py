@@ -67,7 +67,7 @@ class Waiting:
 
     @staticmethod
     def from_row(row: list[Any]) -> Waiting:
-        decisions, done, early = row
+        decisions, done, early = row[:3]  # (a later version may append fields)
         if isinstance(done, list):  # written before the ids were kept as hashes
             done = b"".join(dedupe.key_of(d.encode()) for d in done[-_DONE:])
         return Waiting(decisions, bytearray(done), early)

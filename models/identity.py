@@ -157,10 +157,11 @@ def row_to_control(row: Any) -> Control:
             sender = row[3] if len(row) > 3 else ""
             return Control(DROP, to, sender, ids=list(row[4]) if len(row) > 4 else [])
         if kind == LINK:
-            _, _, _, sender, req, skind, tkind, size, answers = row
+            sender, req, skind, tkind, size, answers = row[3:9]
             return Control(LINK, to, sender, req, skind, tkind, size, answers)
         if kind == JOIN:
-            # (older versions wrote no waiting decisions)
+            # (older versions wrote no waiting decisions; fields a later version appends
+            # are ignored, here and in every kind of record)
             _, _, _, sender, req, state, ids, pending, held, *waiting = row
             return Control(
                 JOIN, to, sender, req, state=state, ids=list(ids), pending=dict(pending),
@@ -298,7 +299,7 @@ def decode_node(data: bytes) -> Node:
     _, key, kind, state, target, ids, asked, pending, held, *rest = row
     timers = waiting = None
     if row[0] == NODE_VERSION:  # (a version 1 tenth field is an older form of `waiting`)
-        timers_row, waiting_row = rest
+        timers_row, waiting_row = rest[:2]  # (a later version may append fields)
         timers = CustomerTimers.from_row(timers_row) if timers_row is not None else None
         waiting = Waiting.from_row(waiting_row) if waiting_row is not None else None
     return Node(

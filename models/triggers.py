@@ -323,7 +323,7 @@ class CustomerTimers:
 
     @staticmethod
     def from_row(row: list[Any]) -> CustomerTimers:
-        armed, fired = row
+        armed, fired = row[:2]  # (a later version may append fields)
         return CustomerTimers(armed, fired)
 
 

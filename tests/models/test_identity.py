@@ -399,6 +399,25 @@ def test_drop_records_of_the_previous_format_are_read() -> None:
     assert (back.sender, back.ids) == ("u1", ["a1", "u2"])
 
 
+def test_records_and_nodes_with_fields_a_later_version_appends_are_read() -> None:
+    """Rolling back to this version must not dead-letter what a later one wrote."""
+    from models.identity import FORWARD, LINK, REFUSE, control_to_row, row_to_control
+
+    records = [
+        Control(LINK, "a1", "u1", "r1", USER, ANON, 2, "r0"),
+        Control(JOIN, "u1", "a1", "r1", state=b"", ids=["a2"], waiting=[[], b"", []]),
+        Control(REFUSE, "u1", "a1", "r1"),
+        Control(FORWARD, "u1", event=ev("m1", 0, anon="a1")),
+        Control(DROP, "a1", "u1", ids=["a1"]),
+    ]
+    for c in records:
+        row = control_to_row(c)
+        assert row_to_control([*row, "a later field", 42]) == row_to_control(row) == c
+    node = Node("a1", ANON, target="u1", ids=["a2"])
+    row = msgpack.unpackb(encode_node(node), raw=False)
+    assert decode_node(msgpack.packb([*row, "a later field"], use_bin_type=True)) == node
+
+
 def test_a_join_carries_the_decisions_waiting_under_the_id_that_yields() -> None:
     from models.events import decision_event
     from models.feedback import FeedbackParams, Waiting, observe
