@@ -321,73 +321,144 @@ def test_an_erased_id_is_never_read_back_before_the_sink_stored_its_deletion(
     assert node.customer is not None and node.customer.counts == {"Page Viewed": 1}
 
 
+class Loop:
+    """The partitions as the flow runs them (`PartitionLogic`, customers in memory), their
+    control records looping back through an in-memory log as bytes, read in batches of 1 to
+    `most` entries from partitions taken in turn or (`rng`) at random."""
+
+    def __init__(self, partitions: int, rng: random.Random | None = None, most: int = 2) -> None:
+        from collections import deque
+
+        from dataflows.flow import partition_logic
+
+        self.n = partitions
+        self.parts = [partition_logic(Settings(partitions=partitions), None)()
+                      for _ in range(partitions)]  # fmt: skip
+        self.log: list[deque[Any]] = [deque() for _ in range(partitions)]
+        self.rng = rng
+        self.most = most
+        self.examples: list[tuple[str, bool, str]] = []
+
+    def send(self, *items: Any) -> None:
+        from models.identity import key_of
+        from models.keys import partition_for
+
+        for item in items:
+            self.log[partition_for(key_of(item), self.n)].append(item)
+
+    def drain(self) -> None:
+        while any(self.log):
+            ready = [p for p, entries in enumerate(self.log) if entries]
+            for p in [self.rng.choice(ready)] if self.rng else ready:
+                entries = self.log[p]
+                n = self.rng.randint(1, self.most) if self.rng else self.most
+                self._run(p, [entries.popleft() for _ in range(min(n, len(entries)))])
+
+    def _run(self, p: int, batch: list[Any]) -> None:
+        from dataflows.redis_io import LEARN, SEND
+        from models.identity import decode_controls, encode_controls
+
+        for tag, value, _ in self.parts[p].on_batch(batch)[0]:
+            if tag == SEND:  # through the stream, as bytes
+                self.send(*decode_controls(encode_controls([value])))
+            elif tag == LEARN:
+                self.examples.append((value.decision_id, value.y, value.why))
+
+    def watermark(self, at_ms: int) -> None:
+        """Every partition read up to event time `at_ms` (its timeouts fire)."""
+        from models.triggers import Tick
+
+        for p in range(self.n):  # (each partition's tick reaches every partition)
+            self._run(p, [(q, Tick(q, at_ms)) for q in range(self.n)])
+
+    def waiting(self) -> int:
+        return sum(len(part.book.waiting) for part in self.parts)
+
+
+def _track(mid: str, at: int, name: str, **ids: Any) -> Event:
+    props = ids.pop("props", {})
+    return Event("track", mid, at, NOW, "web", event=name, properties=props, **ids)
+
+
 def test_a_decision_served_before_a_login_is_credited_by_what_comes_after_it() -> None:
     """A visitor is served a message, logs in, then orders or clicks under the account: the
     decision moves with the visitor's data to the account (the JOIN carries it), so the order
-    credits it and the click labels it; neither times out as a negative later. The partitions
-    run as the flow runs them, their control records looping back through the log."""
-    from collections import deque
-
-    from dataflows.flow import partition_logic
-    from dataflows.redis_io import LEARN, SEND
+    credits it and the click labels it; neither times out as a negative later."""
     from models.events import decision_event
-    from models.identity import decode_controls, encode_controls, key_of
-    from models.keys import partition_for
-    from models.triggers import Tick
 
     h = 3_600_000
     t = 1_700_000_000_000
-    settings = Settings(partitions=3)
-    parts = [partition_logic(settings, None)() for _ in range(3)]
-    log: list[deque[Any]] = [deque() for _ in range(3)]
-    examples: list[tuple[str, bool, str]] = []
-
-    def send(*items: Any) -> None:
-        for item in items:
-            log[partition_for(key_of(item), 3)].append(item)
-
-    def drain() -> None:
-        while any(log):
-            for p, entries in enumerate(log):
-                if not entries:
-                    continue
-                batch = [entries.popleft() for _ in range(min(2, len(entries)))]
-                for tag, value, _ in parts[p].on_batch(batch)[0]:
-                    if tag == SEND:  # through the stream, as bytes
-                        send(*decode_controls(encode_controls([value])))
-                    elif tag == LEARN:
-                        examples.append((value.decision_id, value.y, value.why))
-
-    def track(mid: str, at: int, name: str, **ids: Any) -> Event:
-        props = ids.pop("props", {})
-        return Event("track", mid, at, NOW, "web", event=name, properties=props, **ids)
-
-    send(
-        track("v1", t, "Product Added", anonymous_id="visitor-1",
-              props={"product_id": "p1", "price": 30.0}),
-        track("v2", t, "Product Viewed", anonymous_id="visitor-2", props={"product_id": "p2"}),
+    loop = Loop(3)
+    loop.send(
+        _track("v1", t, "Product Added", anonymous_id="visitor-1",
+               props={"product_id": "p1", "price": 30.0}),
+        _track("v2", t, "Product Viewed", anonymous_id="visitor-2", props={"product_id": "p2"}),
         decision_event("visitor-1", "d1", "cart_reminder", "web", 1.0, False, t + 60_000, {}),
         decision_event("visitor-2", "d2", "browse_reminder", "web", 1.0, False, t + 60_000, {}),
     )  # fmt: skip
-    drain()
-    assert examples == []
-    send(
+    loop.drain()
+    assert loop.examples == []
+    loop.send(
         Event("identify", "i1", t + 2 * 60_000, NOW, "web", anonymous_id="visitor-1",
               user_id="ann"),
         Event("identify", "i2", t + 2 * 60_000, NOW, "web", anonymous_id="visitor-2",
               user_id="bob"),
-        track("o1", t + 3 * 60_000, "Order Completed", user_id="ann",
-              props={"order_id": "o1", "revenue": 30.0}),
-        track("c2", t + 3 * 60_000, "Message Clicked", user_id="bob",
-              props={"decision_id": "d2"}),
+        _track("o1", t + 3 * 60_000, "Order Completed", user_id="ann",
+               props={"order_id": "o1", "revenue": 30.0}),
+        _track("c2", t + 3 * 60_000, "Message Clicked", user_id="bob",
+               props={"decision_id": "d2"}),
     )  # fmt: skip
-    drain()
-    assert sorted(examples) == [("d1", True, "converted"), ("d2", True, "clicked")]
+    loop.drain()
+    assert sorted(loop.examples) == [("d1", True, "converted"), ("d2", True, "clicked")]
     # days later, on every partition's watermark: no timeout for either, nothing waits
-    for p in range(3):
-        parts[p].on_batch([(p, Tick(p, t + 80 * h))])
-    assert sorted(examples) == [("d1", True, "converted"), ("d2", True, "clicked")]
-    assert all(part.book.waiting == {} for part in parts)
+    loop.watermark(t + 80 * h)
+    assert sorted(loop.examples) == [("d1", True, "converted"), ("d2", True, "clicked")]
+    assert loop.waiting() == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_decision_is_labelled_once_whatever_the_merges_and_their_timing(seed: int) -> None:
+    """Visitors served messages on several devices, signing in (some to the same account,
+    some twice), answering and ordering under either id, read in random interleavings:
+    every decision yields exactly one example, and a click always labels its decision."""
+    from models.events import decision_event
+
+    rng = random.Random(seed)
+    t = 1_700_000_000_000
+    loop = Loop(3, rng, most=4)
+    clicked: set[str] = set()
+    decisions: list[str] = []
+    for n in range(40):
+        anon, user = f"dev-{n}", f"user-{rng.randrange(12)}"
+        at = t + n * 1_000
+        did = f"d{n}"
+        decisions.append(did)
+        events = [
+            _track(f"v{n}", at, "Product Viewed", anonymous_id=anon, props={"product_id": "p"}),
+            decision_event(anon, did, "browse_reminder", "web", 1.0, False, at + 1, {}),
+        ]
+        who = {"anonymous_id": anon}
+        if rng.random() < 0.8:  # signs in: answers and orders may come under either id
+            events.append(Event("identify", f"i{n}", at + 2, NOW, "web", anonymous_id=anon,
+                                user_id=user))  # fmt: skip
+            who = rng.choice([who, {"user_id": user}])
+        if rng.random() < 0.4:
+            clicked.add(did)
+            events.append(_track(f"c{n}", at + 3, "Message Clicked", props={"decision_id": did},
+                                 **who))  # fmt: skip
+        elif rng.random() < 0.3:
+            events.append(_track(f"o{n}", at + 3, "Order Completed",
+                                 props={"order_id": f"o{n}", "revenue": 5.0}, **who))  # fmt: skip
+        for ev in events:
+            loop.send(ev)
+            if rng.random() < 0.3:
+                loop.drain()  # some arrive after the merges before them are done, some not
+    loop.drain()
+    loop.watermark(t + 100 * 3_600_000)  # past every timeout
+    labelled = [d for d, _, _ in loop.examples]
+    assert sorted(labelled) == sorted(decisions)  # each exactly once
+    assert {d for d, y, why in loop.examples if why == "clicked"} == clicked
+    assert loop.waiting() == 0
 
 
 def test_an_id_first_seen_in_a_served_decision_takes_its_kind_from_its_own_events() -> None:
