@@ -78,7 +78,11 @@ class RedisServer:
             "--logfile", str(self.directory / "redis.log"),
             *self.extra_args,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # in a process group of its own: a Ctrl-C meant for its owner does not stop it
+        # before the processes that use it (the owner stops it last)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, process_group=0
+        )
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         try:

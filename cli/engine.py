@@ -70,10 +70,14 @@ class Engine:
         }
         self.metrics_url = f"http://{self.host}:{self.env['NUDGE_METRICS_PORT']}/metrics"
         me = [sys.executable, "-m", "cli.main"]
-        self.procs["dataflow"] = subprocess.Popen([*me, "dataflow"], env=self.env)
+        # each child in a process group of its own: a Ctrl-C in the terminal reaches this
+        # process only, which stops them with one SIGINT each, in order (the terminal's and
+        # then ours made two: Bytewax panicked and uvicorn logged a traceback on the way out)
+        self.procs["dataflow"] = subprocess.Popen([*me, "dataflow"], env=self.env, process_group=0)
         self.procs["api"] = subprocess.Popen(
-            [*me, "api", "--host", self.host, "--port", str(self.port)], env=self.env
-        )
+            [*me, "api", "--host", self.host, "--port", str(self.port)], env=self.env,
+            process_group=0,
+        )  # fmt: skip
         self._wait_api()
         return self
 
@@ -131,12 +135,15 @@ class Engine:
 
 
 def interrupt_on_sigterm() -> None:
-    """Treat SIGTERM (docker stop, kill, systemd) like Ctrl-C: a clean stop of everything."""
+    """Treat SIGTERM (docker stop, kill, systemd) and SIGHUP (the terminal closed: the
+    children, in groups of their own, do not get it) like Ctrl-C: a clean stop of
+    everything."""
 
     def handler(signum: int, frame: types.FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def _first(keys: tuple[SecretStr, ...]) -> str | None:

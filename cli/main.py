@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from datetime import timedelta
@@ -145,6 +146,7 @@ def dataflow(
         except OSError as exc:  # the dataflow matters more than its metrics
             log.warning("dataflow metrics not served on port %d: %s", s.metrics_port, exc)
     tune_gc(DATAFLOW_YOUNG)
+    signal.signal(signal.SIGINT, _one_interrupt())
     try:
         cli_main(
             flow,
@@ -203,6 +205,23 @@ def webhooks() -> None:
         asyncio.run(main())
     except KeyboardInterrupt:
         console.print("webhooks stopped")
+
+
+def _one_interrupt(window_s: float = 5.0) -> Any:
+    """A SIGINT handler that interrupts once per `window_s`. A Ctrl-C in a terminal reaches
+    the dataflow twice under `nudge up` (from the terminal, and from `up` stopping its
+    children): a second KeyboardInterrupt while Bytewax was unwinding from the first made it
+    panic (a Rust backtrace on the screen, though it stopped cleanly)."""
+    last = [-window_s]
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < window_s:
+            return  # the same Ctrl-C, delivered twice
+        last[0] = now
+        raise KeyboardInterrupt
+
+    return on_interrupt
 
 
 def _cause(exc: BaseException, *types: type[Exception]) -> Exception | None:

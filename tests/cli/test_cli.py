@@ -108,7 +108,10 @@ def test_rees46_rows_become_segment_calls() -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ctrl_c", ["process", "terminal"])
+def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path, ctrl_c: str) -> None:
+    """Ctrl-C as `kill -INT` sends it (to `up` alone) and as a terminal does (to its whole
+    process group): either way one clean stop of everything, without a traceback."""
     import signal
     import threading
     import time
@@ -123,6 +126,7 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
+        process_group=0,  # as a shell starts a foreground job
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
@@ -139,13 +143,18 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         # its metrics port is printed, and serves
         (metrics,) = re.findall(r"dataflow (http://\S+/metrics)", "".join(lines))
         assert "nudge_dataflow_events_total" in httpx.get(metrics, timeout=2).text
-        proc.send_signal(signal.SIGINT)
+        if ctrl_c == "terminal":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
     reader.join(5)
-    assert proc.returncode == 0, "".join(lines)
+    out = "".join(lines)
+    assert proc.returncode == 0, out
+    assert "dataflow stopped" in out and "Traceback" not in out and '"ERROR"' not in out, out
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
     # the embedded redis-server is gone too
