@@ -72,7 +72,8 @@ class Engine:
         me = [sys.executable, "-m", "cli.main"]
         # each child in a process group of its own: a Ctrl-C in the terminal reaches this
         # process only, which stops them with one SIGINT each, in order (the terminal's and
-        # then ours made two: Bytewax panicked and uvicorn logged a traceback on the way out)
+        # then ours made two: the second could stop Bytewax with a traceback and exit code 1,
+        # and made uvicorn log one)
         self.procs["dataflow"] = subprocess.Popen([*me, "dataflow"], env=self.env, process_group=0)
         self.procs["api"] = subprocess.Popen(
             [*me, "api", "--host", self.host, "--port", str(self.port)], env=self.env,

@@ -208,10 +208,10 @@ def webhooks() -> None:
 
 
 def _one_interrupt(window_s: float = 5.0) -> Any:
-    """A SIGINT handler that interrupts once per `window_s`. A Ctrl-C in a terminal reaches
-    the dataflow twice under `nudge up` (from the terminal, and from `up` stopping its
-    children): a second KeyboardInterrupt while Bytewax was unwinding from the first made it
-    panic (a Rust backtrace on the screen, though it stopped cleanly)."""
+    """A SIGINT handler that interrupts once per `window_s`: a second KeyboardInterrupt while
+    Bytewax is unwinding from the first (a Ctrl-C pressed twice) could stop it with a
+    traceback ("failed to import exception ... KeyboardInterrupt") and exit code 1. (Bytewax
+    still prints a three-line "panicked at src/run.rs" message when a signal stops it.)"""
     last = [-window_s]
 
     def on_interrupt(signum: int, frame: Any) -> None:
