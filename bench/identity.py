@@ -49,6 +49,7 @@ from config import Settings
 from config.runtime import DATAFLOW_YOUNG, tune_gc
 from dataflows.flow import build_flow, redis_source
 from models.events import Event
+from models.identity import Control
 from models.keys import Keys
 from models.profile import decode_profile
 from models.segment import normalize
@@ -124,7 +125,10 @@ class _Quiescent(StatefulSourcePartition[Any, Any]):
         if len(m.at_tip) == self._parts and now - m.last > self._idle:
             raise StopIteration
         batch = list(self._inner.next_batch())
-        if batch:
+        # only events and control records count as arrivals: the partitions' watermark ticks
+        # (and freshness probes) keep coming while the streams are idle, and counted, they
+        # kept the run from ever ending
+        if any(type(v) is Event or type(v) is Control for _, v in batch):
             if m.first is None:
                 m.first = now
             m.last = time.perf_counter()
