@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.machine import header, table
-from config.catalog import STRATEGIES, load_catalog
-from models.decision import THOMPSON
+from config.catalog import STRATEGIES, THOMPSON, load_catalog
 from models.learning import Learner, vector
 
 TARGET: Final = 0.90
@@ -112,15 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             return worth[m] if draws[m] < truth[m] else 0.0
 
         oracle = max(worth, key=lambda m: (truth[m] * worth[m], m))
+        best = max(worth, key=lambda m: (learner.propensity(m, CHANNEL, x) * worth[m], m))
         if strategy == THOMPSON:
-            best = max(worth, key=lambda m: (learner.propensity(m, CHANNEL, x) * worth[m], m))
             pick = max(worth, key=lambda m: (learner.sample(m, CHANNEL, x, draw) * worth[m], m))
             explored += pick != best
         elif rng.random() < epsilon:
             pick = rng.choice(list(worth))
             explored += 1
         else:
-            pick = max(worth, key=lambda m: (learner.propensity(m, CHANNEL, x) * worth[m], m))
+            pick = best
         got = reward(pick)
         learner.learn(pick, CHANNEL, x, got > 0)
         for name, m in (("oracle", oracle), ("learned", pick), ("fixed", fixed_pick),

@@ -64,7 +64,8 @@ _FIELDS: Final = frozenset(
 DAY_S: Final = 86_400
 WEEK_S: Final = 7 * DAY_S
 _WINDOWS: Final = {"day": DAY_S, "week": WEEK_S}
-STRATEGIES: Final = ("epsilon-greedy", "thompson")  # `ContactPolicy.exploration_strategy`
+THOMPSON: Final = "thompson"
+STRATEGIES: Final = ("epsilon-greedy", THOMPSON)  # `ContactPolicy.exploration_strategy`
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,6 @@ from models.feedback import (
 from models.identity import (
     ANON,
     JOIN,
-    USER,
     Control,
     IdentityParams,
     Lookup,
@@ -73,6 +72,7 @@ from models.identity import (
     decode_node,
     encode_node,
     key_of,
+    kind_of,
     knows_every_id,
 )
 from models.keys import Keys, partition_for
@@ -216,7 +216,7 @@ class CustomerLogic:
                     break  # erasure, a served decision or a response to one
                 if node is None:
                     key = ev.customer_key  # a plain event is keyed by its own id
-                    node = self.node = Node(key, USER if ev.user_id == key else ANON)
+                    node = self.node = Node(key, kind_of(key, ev))
                 elif node.kind == ANON and ev.user_id == node.key:
                     claim_user(node, ev)  # (created by a served decision)
                 if check and not knows_every_id(node, ev):

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, tzinfo
 from random import Random
 from typing import Any, Final
 
-from config.catalog import Catalog, ContactPolicy, Message
+from config.catalog import THOMPSON, Catalog, ContactPolicy, Message
 from config.channels import OUTBOUND
 from models.consent import ConsentPolicy
 from models.features import features, placeholders
@@ -48,7 +48,6 @@ HOLD_MS: Final = 5_000
 IN_FLIGHT: Final = "another decision for this customer is being made (one at a time)"
 Propensity = Callable[[str, str, Mapping[str, Any]], float]  # (message, channel, features)
 Sampler = Callable[[str, str, Mapping[str, Any], Random], float]  # a draw, for Thompson sampling
-THOMPSON: Final = "thompson"
 
 
 def prior(message_id: str, channel: str, feats: Mapping[str, Any]) -> float:

@@ -222,29 +222,45 @@ def test_two_workers_and_a_sigkill_give_the_customers_of_one(
     assert one_profiles == two_profiles
 
 
+def learning_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The default catalog without exploration or holdout (every answer is the best one),
+    models reloaded every 0.1 s, and no cart trigger (the 2-hour-old cart's trigger would
+    contact the customer first, cooling the reminder)."""
+    text = (Path(__file__).parents[2] / "config" / "catalog.toml").read_text()
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(text.replace("exploration = 0.05", "exploration = 0.0").replace(
+        "holdout_share = 0.05", "holdout_share = 0.0"))  # fmt: skip
+    return settings.model_copy(update={"catalog": catalog, "model_refresh_s": 0.1,
+                                       "trigger_cart_s": ()})  # fmt: skip
+
+
+def old_cart(mid: str, **ids: str) -> dict[str, Any]:
+    """A product added two hours ago (the cart reminder's rule wants 30 minutes)."""
+    ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
+    return {"type": "track", "event": "Product Added", "messageId": mid, "timestamp": ago,
+            "properties": {"product_id": "p1", "price": 30.0, "quantity": 1}, **ids}  # fmt: skip
+
+
+def published_arm(rclient: redis.Redis, keys: Keys, arm: str) -> Any:
+    """The arm's model as the dataflow publishes it, once it has."""
+    from models.learning import decode_learner
+
+    wait_until(lambda: rclient.get(keys.model(arm)) is not None)
+    blob = rclient.get(keys.model(arm))
+    assert isinstance(blob, bytes)
+    return decode_learner(blob).arms[arm]
+
+
 def test_decisions_and_clicks_train_the_models_the_api_uses(
     settings: Settings, rclient: redis.Redis, tmp_path: Path
 ) -> None:
     """The learning loop end to end: decide → the decision is logged to the stream → the
     customer clicks → the dataflow labels and trains → the API reloads the arm's model."""
-    from models.learning import decode_learner
-
-    text = (Path(__file__).parents[2] / "config" / "catalog.toml").read_text()
-    catalog = tmp_path / "catalog.toml"
-    catalog.write_text(text.replace("exploration = 0.05", "exploration = 0.0").replace(
-        "holdout_share = 0.05", "holdout_share = 0.0"))  # fmt: skip
-    # triggers off: the 2-hour-old cart's trigger would contact her first (cooling the reminder)
-    settings = settings.model_copy(update={"catalog": catalog, "model_refresh_s": 0.1,
-                                           "trigger_cart_s": ()})  # fmt: skip
+    settings = learning_settings(settings, tmp_path)
     keys = Keys(settings.key_prefix)
     df = Dataflow(settings).start()
     try:
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 7200))
-        cart = {"type": "track", "userId": "learner-1", "event": "Product Added",
-                "messageId": "la1", "timestamp": stamp,
-                "properties": {"product_id": "p1", "price": 30.0, "quantity": 1}}  # fmt: skip
-        assert ingest(settings, [{"batch": [cart]}]) == 1
+        assert ingest(settings, [{"batch": [old_cart("la1", userId="learner-1")]}]) == 1
         with TestClient(create_app(settings)) as api:
             wait_until(lambda: api.get("/v1/customers/learner-1", headers=AUTH).status_code == 200)
             d = api.get("/v1/decide", params={"customer_id": "learner-1", "channel": "web"},
@@ -255,10 +271,7 @@ def test_decisions_and_clicks_train_the_models_the_api_uses(
                      "properties": {"decision_id": d["decision_id"]}}  # fmt: skip
             assert ingest(settings, [{"batch": [click]}]) == 1
             arm = "cart_reminder|web"
-            wait_until(lambda: rclient.get(keys.model(arm)) is not None)
-            blob = rclient.get(keys.model(arm))
-            assert isinstance(blob, bytes)
-            model = decode_learner(blob).arms[arm]
+            model = published_arm(rclient, keys, arm)
             assert (model.n, model.positives) == (1, 1)
             wait_until(lambda: arm in api.app.state.learner.arms)  # type: ignore[attr-defined]
     finally:
@@ -272,22 +285,12 @@ def test_a_decision_served_to_a_visitor_is_credited_by_the_order_after_the_login
     orders as the known customer. The order credits the decision though it was served to the
     visitor's id (it moved to the account with the visitor's data)."""
     from models.identity import decode_node
-    from models.learning import decode_learner
 
-    text = (Path(__file__).parents[2] / "config" / "catalog.toml").read_text()
-    catalog = tmp_path / "catalog.toml"
-    catalog.write_text(text.replace("exploration = 0.05", "exploration = 0.0").replace(
-        "holdout_share = 0.05", "holdout_share = 0.0"))  # fmt: skip
-    settings = settings.model_copy(update={"catalog": catalog, "model_refresh_s": 0.1,
-                                           "trigger_cart_s": ()})  # fmt: skip
+    settings = learning_settings(settings, tmp_path)
     keys = Keys(settings.key_prefix)
     df = Dataflow(settings).start()
     try:
-        ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
-        cart = {"type": "track", "anonymousId": "visitor-7", "event": "Product Added",
-                "messageId": "va1", "timestamp": ago,
-                "properties": {"product_id": "p1", "price": 30.0, "quantity": 1}}  # fmt: skip
-        assert ingest(settings, [{"batch": [cart]}]) == 1
+        assert ingest(settings, [{"batch": [old_cart("va1", anonymousId="visitor-7")]}]) == 1
         with TestClient(create_app(settings)) as api:
             wait_until(lambda: api.get("/v1/customers/visitor-7", headers=AUTH).status_code == 200)
             d = api.get("/v1/decide", params={"customer_id": "visitor-7", "channel": "web"},
@@ -310,11 +313,7 @@ def test_a_decision_served_to_a_visitor_is_credited_by_the_order_after_the_login
                 "properties": {"order_id": "o7", "revenue": 30.0},
             }
             assert ingest(settings, [{"batch": [login, order]}]) == 2
-            arm = "cart_reminder|web"
-            wait_until(lambda: rclient.get(keys.model(arm)) is not None)
-            blob = rclient.get(keys.model(arm))
-            assert isinstance(blob, bytes)
-            model = decode_learner(blob).arms[arm]
+            model = published_arm(rclient, keys, "cart_reminder|web")
             assert (model.n, model.positives) == (1, 1)  # credited, not a timeout later
             assert waiting() == []  # nothing left waiting under the visitor's id
             vera = api.get("/v1/customers/visitor-7", headers=AUTH).json()
