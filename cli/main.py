@@ -21,7 +21,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -157,8 +157,7 @@ def dataflow(
             recovery_config=recovery_config,
         )
     except (KeyboardInterrupt, RuntimeError) as exc:
-        # Bytewax turns SIGINT into a RuntimeError("... signal received"): a clean stop.
-        if isinstance(exc, RuntimeError) and "signal received" not in str(exc):
+        if not _interrupted(exc):
             cause = _cause(exc, RecoveryStoreError, ConfigError)
             if cause is not None:
                 raise _fail(cause) from exc
@@ -207,6 +206,22 @@ def webhooks() -> None:
         console.print("webhooks stopped")
 
 
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether what stopped Bytewax's run was a SIGINT (a clean stop: recovery resumes from
+    the last epoch). Bytewax turns one it sees between steps into a RuntimeError("...
+    signal received"); one that lands while a step's Python code runs (a source's XREAD,
+    say) is raised there and reaches us wrapped in the step's error, caused by the
+    KeyboardInterrupt."""
+    return (
+        isinstance(exc, KeyboardInterrupt)
+        or "signal received" in str(exc)
+        or _cause(exc, KeyboardInterrupt) is not None
+    )
+
+
 def _one_interrupt(window_s: float = 5.0) -> Any:
     """A SIGINT handler that interrupts once per `window_s`: a second KeyboardInterrupt while
     Bytewax is unwinding from the first (a Ctrl-C pressed twice) could stop it with a
@@ -224,7 +239,7 @@ def _one_interrupt(window_s: float = 5.0) -> Any:
     return on_interrupt
 
 
-def _cause(exc: BaseException, *types: type[Exception]) -> Exception | None:
+def _cause(exc: BaseException, *types: type[_E]) -> _E | None:
     """The first exception of `types` in the chain of causes of `exc` (Bytewax wraps what a
     step raised in its own errors), or None."""
     seen: BaseException | None = exc

@@ -208,7 +208,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._info = client.register_script(scripts.STREAM_INFO)
         # Entries already in the stream at start may have been acted on by a run before a
         # crash: control records among them are marked `replayed` (see `models.identity`).
-        tip, added, length = self._info(keys=[stream])
+        tip, added, length, _ = self._info(keys=[stream])
         self._replay_until = stream_id(tip)
         # the ordinal of the last entry read; from the start, what was trimmed before counts
         # as read. A snapshot of an older version has none: known again once caught up.
@@ -262,7 +262,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         resp: Any = self._r.xread({self._stream: self._last_id}, count=self._count)
         if not resp:
             if self._n is None:  # caught up: the ordinal is the stream's entries-added
-                tip, added, _ = self._info(keys=[self._stream])
+                tip, added, _, _ = self._info(keys=[self._stream])
                 if tip.decode() == self._last_id:
                     self._n = int(added)
             self._backoff = min(self._max_backoff, max(0.001, self._backoff * 2))

@@ -46,15 +46,24 @@ class PartitionLag:
     reported_ms: int | None  # when the dataflow last reported (its wall clock)
     events: int  # events read, all runs together
     fresh_ms: int | None  # last probe: ingest → profile written
+    # when the last entry is the dataflow's own freshness probe: the entry before it ("0-0":
+    # none). A reader there has read every event: the probe, appended by the reader itself,
+    # is read back at once, but where the reader is gets reported only every 0.2 s.
+    before_probe: str | None = None
+
+    @property
+    def _tip(self) -> tuple[int, int]:
+        """The last entry that is not the dataflow's own freshness probe."""
+        return stream_id(self.tip if self.before_probe is None else self.before_probe)
 
     @property
     def caught_up(self) -> bool:
-        return stream_id(self.read) >= stream_id(self.tip)
+        return stream_id(self.read) >= self._tip
 
     @property
     def lag_ms(self) -> int:
         """Age gap between the newest entry and the last one read."""
-        return max(0, stream_id(self.tip)[0] - stream_id(self.read)[0])
+        return max(0, self._tip[0] - stream_id(self.read)[0])
 
     @property
     def behind(self) -> int | None:
@@ -63,7 +72,7 @@ class PartitionLag:
             return 0
         if self.read_n is None:
             return None
-        return max(0, self.added - self.read_n)
+        return max(0, self.added - self.read_n - (self.before_probe is not None))
 
     def event_lag_ms(self, now_ms: int) -> int | None:
         return None if self.event_ms is None else max(0, now_ms - self.event_ms)
@@ -142,7 +151,7 @@ def parse(results: Sequence[Any], keys: Keys, partitions: int) -> OpsSnapshot:
     trig, progress, stats, dlq, wdlq = results[partitions:]
     prog = {_text(k): _text(v) for k, v in progress.items()}
     out = []
-    for p, (stream, (tip, added, length)) in enumerate(zip(streams, infos, strict=True)):
+    for p, (stream, (tip, added, length, before)) in enumerate(zip(streams, infos, strict=True)):
         out.append(
             PartitionLag(
                 partition=p,
@@ -156,6 +165,7 @@ def parse(results: Sequence[Any], keys: Keys, partitions: int) -> OpsSnapshot:
                 reported_ms=_int(prog, progress_field(stream, "at")),
                 events=_int(prog, progress_field(stream, "events")) or 0,
                 fresh_ms=_int(prog, progress_field(stream, "fresh")),
+                before_probe=_text(before) if before is not None else None,
             )
         )
     return OpsSnapshot(

@@ -75,6 +75,25 @@ def test_demo_runs_the_whole_engine(tmp_path: Path) -> None:
     assert (tmp_path / "recovery").is_dir()
 
 
+def test_an_interrupt_inside_a_step_is_a_clean_stop() -> None:
+    """A SIGINT that lands while a step's Python code runs reaches `nudge dataflow` as the
+    step's error, caused by the KeyboardInterrupt: a stop, not a crash (seen in CI as a
+    traceback at Ctrl-C)."""
+    from cli.main import _interrupted
+
+    def raised(exc: BaseException, cause: BaseException | None = None) -> BaseException:
+        try:
+            raise exc from cause
+        except BaseException as caught:
+            return caught
+
+    in_step = raised(RuntimeError("error calling `next_batch`"), raised(KeyboardInterrupt()))
+    assert _interrupted(in_step)
+    assert _interrupted(RuntimeError("interrupt signal received, shutting down"))
+    assert _interrupted(KeyboardInterrupt())
+    assert not _interrupted(raised(RuntimeError("error calling `next_batch`"), ValueError("x")))
+
+
 def test_taobao_and_jsonl_readers(tmp_path: Path) -> None:
     tb = tmp_path / "tb.csv.gz"
     with gzip.open(tb, "wt") as f:

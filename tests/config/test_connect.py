@@ -35,7 +35,7 @@ def test_the_cluster_client_spreads_the_keys_over_the_nodes(
     for stream in keys.all_events(3):
         client.xadd(stream, {"e": b"x"})
         queue_script(pipe, info, [stream], [])
-    assert [n for _, n, _ in pipe.execute()] == [1, 1, 1]
+    assert [n for _, n, _, _ in pipe.execute()] == [1, 1, 1]
     client.close()
 
 

@@ -364,6 +364,15 @@ def test_freshness_probes_travel_the_stream_and_are_timed_by_the_sink(
     clock.t += 5
     ((key, probe),) = only_events(p.next_batch())  # the report appended it; the read got it
     assert key == f"{PROBE_KEY}0" and isinstance(probe, Probe) and probe.partition == 0
+    # the report before the probe is all Redis knows of the reader until the next one: the
+    # probe, the stream's last entry, is not lag (it was: `nudge status` saw the idle time
+    # since the last event as lag, for 0.2 s after every probe)
+    (lag,) = snapshot(rclient, keys, 1).partitions
+    assert lag.read != lag.tip and lag.before_probe == lag.read
+    assert lag.caught_up and lag.lag_ms == 0 and lag.behind == 0
+    add(rclient, keys.events(0), events(1))  # an event after the probe: behind again
+    (lag,) = snapshot(rclient, keys, 1).partitions
+    assert lag.before_probe is None and not lag.caught_up
     sink = RedisProfileSink(lambda: rclient, keys, 1).build("write_profiles", 0, 1)
     sink.write_batch([("0", (0, b"1", "a")), (key, (PROBE, probe, None))])
     fresh = int(rclient.hget(keys.progress(), progress_field(keys.events(0), "fresh")))  # type: ignore[arg-type]

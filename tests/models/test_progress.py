@@ -23,6 +23,15 @@ def test_stream_lag_is_the_age_gap_and_the_entries_behind() -> None:
     assert empty.caught_up and empty.lag_ms == 0 and empty.behind == 0
 
 
+def test_an_unread_freshness_probe_at_the_tip_is_not_lag() -> None:
+    # the reader appended the probe after its last report; it has read everything else
+    p = lag(tip="9000-0", added=41, read="2000-0", read_n=40, before_probe="2000-0")
+    assert p.caught_up and p.lag_ms == 0 and p.behind == 0
+    # ... but not what came before the probe and is not read yet (the probe is no lag)
+    p = lag(tip="9000-0", added=41, read="1000-0", read_n=39, before_probe="2000-0")
+    assert not p.caught_up and p.lag_ms == 1000 and p.behind == 1
+
+
 def test_event_time_lag_and_report_age_are_against_now() -> None:
     p = lag(event_ms=1_000, reported_ms=9_000)
     assert p.event_lag_ms(10_000) == 9_000 and p.report_age_ms(10_000) == 1_000
@@ -39,9 +48,9 @@ def test_parse_reads_the_pipeline_of_queue_reads() -> None:
         s0.encode(): b"90-0",  # the durable (trimmed-to) id: not a report field
     }  # fmt: skip
     results = [
-        [b"150-0", 10, 9],
-        [b"0-0", 0, 0],
-        [b"77-0", 5, 5],  # the triggers stream
+        [b"150-0", 10, 9, None],
+        [b"0-0", 0, 0, None],
+        [b"77-0", 5, 5, None],  # the triggers stream
         progress,
         {b"triggers:abandoned_cart": b"4", b"triggers:browse_abandonment": b"1",
          b"decisions_served": b"9"},
