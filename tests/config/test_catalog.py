@@ -90,6 +90,68 @@ def test_a_rule_that_fails_at_run_time_does_not_hold() -> None:
     assert cat.messages[0].eligible(features(p, T0, "web"))
 
 
+def test_eligibility_reuses_converted_variables_but_never_a_stale_one() -> None:
+    """`Catalog.eligible` keeps the rules' variables as CEL values between evaluations and
+    converts only those that changed: every answer must still be the rules' own."""
+    rules = {
+        "is_int": "type(orders) == int",  # 0, 0.0 and false are different CEL values
+        "is_bool": "type(orders) == bool",
+        "cart": "cart.items > 0 && cart.value >= 50.0",
+        "trait": 'traits.tier == "gold"',
+    }
+    msgs = [{**base()["message"][0], "id": k, "rule": r, "channels": ["web"],
+             "content": {"web": {"banner": "hi"}}} for k, r in rules.items()]  # fmt: skip
+    cat = parse_catalog({"message": msgs})
+
+    def holds(orders: Any, cart: dict[str, Any], traits: dict[str, Any]) -> set[str]:
+        feats = {"orders": orders, "cart": cart, "traits": traits}
+        return {m.id for m in cat.eligible("web", feats, T0)}
+
+    full = {"items": 2, "value": 60.0}
+    gold = {"tier": "gold"}
+    cases: list[tuple[tuple[Any, dict[str, Any], dict[str, Any]], set[str]]] = [
+        ((0, full, gold), {"is_int", "cart", "trait"}),
+        ((0.0, full, gold), {"cart", "trait"}),
+        ((False, full, gold), {"is_bool", "cart", "trait"}),
+        ((0, {"items": 0, "value": 0.0}, {}), {"is_int"}),
+        ((0, {"items": 2, "value": 49.0}, {"tier": 1}), {"is_int"}),
+        ((0, full, {"tier": True}), {"is_int", "cart"}),
+        ((0, full, gold), {"is_int", "cart", "trait"}),
+    ]
+    for args, want in cases * 2:
+        assert holds(*args) == want, args
+    # a caller that changes its objects afterwards cannot change what the rules saw
+    cart = {"items": 2, "value": 60.0}
+    assert "cart" in holds(0, cart, {})
+    cart["items"] = 0
+    assert "cart" not in holds(0, cart, {})
+    # a value that msgpack cannot encode is converted every time (here CEL cannot either)
+    with pytest.raises(Exception):  # noqa: B017
+        holds(0, full, {"tier": object()})
+    assert holds(0, full, gold) == {"is_int", "cart", "trait"}
+
+
+def test_eligibility_is_per_thread() -> None:
+    import threading
+
+    msg = {**base()["message"][0], "rule": "orders > 10"}
+    cat = parse_catalog({"message": [msg]})
+    results: dict[int, list[bool]] = {}
+    start = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        start.wait()
+        got = [bool(cat.eligible("email", {"orders": n * 10 + i % 3}, T0)) for i in range(300)]
+        results[n] = got
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {n: [n * 10 + i % 3 > 10 for i in range(300)] for n in range(4)}
+
+
 def test_validity_window() -> None:
     data = base()
     data["message"][0]["valid_from"] = tomllib.loads("t = 2026-01-01T00:00:00Z")["t"]
