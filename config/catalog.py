@@ -194,8 +194,9 @@ class _RuleInputs(threading.local):
 class Catalog:
     messages: tuple[Message, ...]
     policy: ContactPolicy = field(default_factory=ContactPolicy)
-    # per channel: its messages, and the rule variables they read (computed once)
-    _by_channel: dict[str, tuple[tuple[Message, ...], frozenset[str]]] = field(
+    # per channel: its messages, the rule variables they read, and whether any of them has
+    # validity dates (computed once)
+    _by_channel: dict[str, tuple[tuple[Message, ...], frozenset[str], bool]] = field(
         default_factory=dict, compare=False, repr=False
     )
     _inputs: _RuleInputs = field(default_factory=_RuleInputs, compare=False, repr=False)
@@ -210,7 +211,8 @@ class Catalog:
         for ch in CHANNELS:
             msgs = tuple(m for m in self.messages if ch in m.channels)
             needed = frozenset(v for m in msgs for v in m.rule.variables()) - CEL_TYPES
-            self._by_channel[ch] = (msgs, needed)
+            dated = any(m.valid_from is not None or m.valid_until is not None for m in msgs)
+            self._by_channel[ch] = (msgs, needed, dated)
 
     def eligible(self, channel: str, features: Mapping[str, Any], now_ms: int) -> list[Message]:
         """The messages valid now on `channel` whose rule holds for `features`.
@@ -218,12 +220,19 @@ class Catalog:
         The features the channel's rules read are converted to CEL values once, and only
         those that changed since the last evaluation on this thread (`_RuleInputs`), then
         every rule runs on them: converting per rule would cost ~35 µs each."""
-        msgs, needed = self._by_channel.get(channel, ((), frozenset()))
-        live = [m for m in msgs if m.valid_at(now_ms)]
+        msgs, needed, dated = self._by_channel.get(channel, ((), frozenset(), False))
+        live = [m for m in msgs if m.valid_at(now_ms)] if dated else msgs
         if not live:
             return []
         ctx = self._inputs.context(features, needed)
-        return [m for m in live if m.eligible(ctx)]
+        out = []
+        for m in live:  # (`Message.eligible`, inline: this runs for every message and decision)
+            try:
+                if m.rule.execute(ctx) is True:
+                    out.append(m)
+            except Exception:  # noqa: S112 (a rule that fails at run time does not hold)
+                continue
+        return out
 
     def get(self, message_id: str) -> Message | None:
         return next((m for m in self.messages if m.id == message_id), None)

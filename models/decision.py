@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from random import Random
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from config.catalog import THOMPSON, Catalog, ContactPolicy, Message
 from config.channels import OUTBOUND
@@ -42,6 +43,7 @@ from models.policy import in_holdout, quiet_until, zone
 from models.profile import Profile
 
 ALL: Final = "*"
+_UTC: Final = ZoneInfo("UTC")  # (ZoneInfo keeps one instance per key)
 # how long a decision may hold a customer (`decision_read.lua`): it releases the hold as soon
 # as it has answered, so this only bounds how long a crashed API blocks a customer's decisions
 HOLD_MS: Final = 5_000
@@ -269,5 +271,7 @@ def render(message: Message, profile: Profile, d: Decision) -> dict[str, str]:
 
 
 def _offset_min(tz: tzinfo, now_ms: int) -> int:
+    if tz is _UTC:  # most customers: no time zone known, the policy's default (UTC)
+        return 0
     off = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz).utcoffset()
     return int(off.total_seconds() // 60) if off is not None else 0

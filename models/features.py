@@ -9,7 +9,6 @@ who never ordered), so rules compare numbers without null checks.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from models.events import PRODUCT_VIEWED
@@ -26,18 +25,35 @@ def features(
     context: Mapping[str, Any] | None = None,
     tz_offset_min: int = 0,
 ) -> dict[str, Any]:
-    """The variables of a rule (names listed in `config.catalog.RULE_VARIABLES`)."""
+    """The variables of a rule (names listed in `config.catalog.RULE_VARIABLES`).
+
+    This runs on every decision (and for every channel a trigger is decided on), so the cart
+    is summed in one pass and the local hour and weekday come from integer arithmetic."""
     cart = p.cart
-    items = sum(1 for q, _ in cart.values() if q > 0)
-    value = round(sum(q * pr for q, pr in cart.values()), 2)
-    local = datetime.fromtimestamp((now_ms + tz_offset_min * 60_000) / 1000, tz=UTC)
+    if cart:
+        items = 0
+        quantity: float = 0
+        total: float = 0
+        for q, pr in cart.values():
+            if q > 0:
+                items += 1
+            quantity += q
+            total += q * pr
+        value: float = round(total, 2)
+        products = sorted(cart)
+    else:
+        items = quantity = value = 0
+        products = []
+    local_ms = now_ms + tz_offset_min * 60_000
+    counts = p.counts
+    categories = p.categories
     return {
         "cart": {
             "items": items,
-            "quantity": sum(q for q, _ in cart.values()),
+            "quantity": quantity,
             "value": value,
             "age_s": (now_ms - p.cart_updated) / 1000 if p.cart_updated is not None else NEVER,
-            "products": sorted(cart),
+            "products": products,
         },
         "orders": p.orders,
         "revenue": round(p.revenue, 2),
@@ -45,16 +61,17 @@ def features(
         "days_since_seen": (now_ms - p.last_seen) / DAY_MS,
         "days_as_customer": (now_ms - p.first_seen) / DAY_MS,
         "sessions": p.sessions,
-        "events": dict(p.counts),
-        "total_events": sum(p.counts.values()),
-        "views": p.counts.get(PRODUCT_VIEWED, 0),
+        "events": dict(counts),
+        "total_events": sum(counts.values()),
+        "views": counts.get(PRODUCT_VIEWED, 0),
         "recent_products": list(p.recent),
-        "top_category": max(p.categories, key=lambda k: (p.categories[k], k), default=""),
+        # the category with the highest affinity (ties: the greatest name)
+        "top_category": max(zip(categories.values(), categories, strict=True), default=(0, ""))[1],
         "channel": channel,
         "traits": dict(p.traits),
         "context": dict(context or {}),
-        "hour": local.hour,
-        "weekday": local.isoweekday(),
+        "hour": local_ms // 3_600_000 % 24,
+        "weekday": (local_ms // DAY_MS + 3) % 7 + 1,  # ISO: 1970-01-01 was a Thursday (4)
     }
 
 
