@@ -225,14 +225,7 @@ class Catalog:
         if not live:
             return []
         ctx = self._inputs.context(features, needed)
-        out = []
-        for m in live:  # (`Message.eligible`, inline: this runs for every message and decision)
-            try:
-                if m.rule.execute(ctx) is True:
-                    out.append(m)
-            except Exception:  # noqa: S112 (a rule that fails at run time does not hold)
-                continue
-        return out
+        return [m for m in live if m.eligible(ctx)]
 
     def get(self, message_id: str) -> Message | None:
         return next((m for m in self.messages if m.id == message_id), None)

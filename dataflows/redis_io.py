@@ -35,13 +35,12 @@ from models.identity import (
     encode_controls,
 )
 from models.keys import Keys, layout_error, partition_for, progress_field, stream_id
-from models.progress import Probe
+from models.progress import PROBE_FIELD, Probe
 from models.triggers import Tick, Trigger
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.2
-PROBE_FIELD = b"probe"  # a freshness probe's entry (see `models.progress`)
 RETRIES = 8
 MSET_CHUNK = 1000
 MAX_READ_ENTRIES = 1000
@@ -208,7 +207,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         self._info = client.register_script(scripts.STREAM_INFO)
         # Entries already in the stream at start may have been acted on by a run before a
         # crash: control records among them are marked `replayed` (see `models.identity`).
-        tip, added, length, _ = self._info(keys=[stream])
+        tip, added, length, _ = self._info(keys=[stream], args=[PROBE_FIELD])
         self._replay_until = stream_id(tip)
         # the ordinal of the last entry read; from the start, what was trimmed before counts
         # as read. A snapshot of an older version has none: known again once caught up.
@@ -262,7 +261,7 @@ class _StreamPartition(StatefulSourcePartition[Keyed, str]):
         resp: Any = self._r.xread({self._stream: self._last_id}, count=self._count)
         if not resp:
             if self._n is None:  # caught up: the ordinal is the stream's entries-added
-                tip, added, _, _ = self._info(keys=[self._stream])
+                tip, added, _, _ = self._info(keys=[self._stream], args=[PROBE_FIELD])
                 if tip.decode() == self._last_id:
                     self._n = int(added)
             self._backoff = min(self._max_backoff, max(0.001, self._backoff * 2))

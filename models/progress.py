@@ -23,6 +23,8 @@ from typing import Any
 from models import scripts
 from models.keys import Keys, progress_field, stream_id
 
+PROBE_FIELD = b"probe"  # the field of a freshness probe's stream entry (no value)
+
 
 @dataclass(frozen=True, slots=True)
 class Probe:
@@ -137,7 +139,7 @@ def queue_reads(pipe: Any, keys: Keys, partitions: int) -> None:
     command touches one key, so a Redis Cluster pipeline takes them too)."""
     for stream in [*keys.all_events(partitions), keys.triggers()]:
         # EVAL as a plain command: a cluster pipeline has no `eval` method, but routes it
-        pipe.execute_command("EVAL", scripts.STREAM_INFO, 1, stream)
+        pipe.execute_command("EVAL", scripts.STREAM_INFO, 1, stream, PROBE_FIELD)
     pipe.hgetall(keys.progress())
     pipe.hgetall(keys.stats())
     pipe.xlen(keys.deadletter())
